@@ -1,0 +1,1 @@
+"""Locust scenarios, the embedded-stack supervisor, the sweep runner and the `ragload` CLI."""

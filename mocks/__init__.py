@@ -1,0 +1,1 @@
+"""An OpenAI-compatible mock server with known latency and faults."""

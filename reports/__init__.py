@@ -1,0 +1,1 @@
+"""Turns a run folder into plots and a self-contained report; never runs load."""

@@ -1,0 +1,1 @@
+"""The RAG core shared by both architectures: LLM client, vector store, prompt, pipeline."""
