@@ -1,0 +1,181 @@
+"""The mock through the official openai SDK (sync, async, streaming): embeddings, chat, models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from openai import AsyncOpenAI, OpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.conftest import MockServer
+
+CONTEXT_PROMPT = (
+    "Context:\n"
+    "[1] (source: json#0) The json module parses JSON text into Python objects. "
+    "It is in the standard library.\n"
+    "[2] (source: socket#4) Sockets are endpoints of a network connection.\n"
+    "\n"
+    "Question: How do I parse JSON?"
+)
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "system", "content": "Answer from the context only."},
+    {"role": "user", "content": CONTEXT_PROMPT},
+]
+
+
+@pytest.fixture
+def client(mock_server: MockServer) -> OpenAI:
+    return OpenAI(base_url=mock_server.base_url, api_key="mock-key", max_retries=0)
+
+
+@pytest.fixture
+def async_client(mock_server: MockServer) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=mock_server.base_url, api_key="mock-key", max_retries=0)
+
+
+def test_models_are_listed(client: OpenAI) -> None:
+    assert {model.id for model in client.models.list()} == {"mock-chat", "mock-embed"}
+    assert client.models.retrieve("mock-embed").id == "mock-embed"
+
+
+def test_embeddings_both_encodings_give_the_same_vectors(mock_server: MockServer, client: OpenAI) -> None:
+    texts = ["How do I parse JSON?", "Sockets are network endpoints."]
+    as_float = client.embeddings.create(model="mock-embed", input=texts, encoding_format="float")
+    as_base64 = client.embeddings.create(model="mock-embed", input=texts)  # the SDK asks for base64 itself
+    assert [item.index for item in as_float.data] == [0, 1]
+    for a, b in zip(as_float.data, as_base64.data, strict=True):
+        assert len(a.embedding) == 256
+        np.testing.assert_array_equal(np.asarray(a.embedding, dtype=np.float32), np.asarray(b.embedding))
+    assert as_float.usage.prompt_tokens == 5 + 4  # whitespace-separated words
+    assert mock_server.get_config()["embed_dim"] == 256
+
+
+def test_embeddings_are_deterministic_and_lexical(client: OpenAI) -> None:
+    question, json_passage, other = (
+        np.asarray(item.embedding)
+        for item in client.embeddings.create(
+            model="mock-embed",
+            input=[
+                "parse a JSON string",
+                "json.loads parses JSON strings",
+                "the socket module for networking",
+            ],
+        ).data
+    )
+    again = np.asarray(
+        client.embeddings.create(model="mock-embed", input="parse a JSON string").data[0].embedding
+    )
+    np.testing.assert_array_equal(question, again)
+    assert float(question @ json_passage) > float(question @ other)
+
+
+def test_embeddings_dimensions_and_token_arrays(client: OpenAI) -> None:
+    short = client.embeddings.create(
+        model="mock-embed", input="hello world", dimensions=64, encoding_format="float"
+    )
+    assert len(short.data[0].embedding) == 64
+    assert abs(float(np.linalg.norm(short.data[0].embedding)) - 1.0) < 1e-5
+    tokens = client.embeddings.create(model="mock-embed", input=[[1, 2, 3], [1, 2, 3], [4, 5]])
+    vectors = [np.asarray(item.embedding) for item in tokens.data]
+    np.testing.assert_array_equal(vectors[0], vectors[1])
+    assert not np.array_equal(vectors[0], vectors[2])
+    assert tokens.usage.prompt_tokens == 8
+
+
+def test_chat_quotes_the_first_passage(client: OpenAI) -> None:
+    completion = client.chat.completions.create(model="mock-chat", messages=MESSAGES)
+    answer = completion.choices[0].message.content
+    passage = "The json module parses JSON text into Python objects. It is in the standard library."
+    assert answer == f"According to [1]: {passage}"
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == len(answer.split())
+    assert completion.usage.prompt_tokens == len(CONTEXT_PROMPT.split()) + len(
+        "Answer from the context only.".split()
+    )
+
+
+def test_chat_without_context_answers_from_the_question(client: OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="mock-chat", messages=[{"role": "user", "content": "Why?"}]
+    )
+    assert completion.choices[0].message.content == "You asked: Why. The mock has no context to answer from."
+
+
+def test_chat_honours_max_tokens(client: OpenAI) -> None:
+    completion = client.chat.completions.create(model="mock-chat", messages=MESSAGES, max_tokens=5)
+    assert completion.choices[0].message.content == "According to [1]: The json"
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None and completion.usage.completion_tokens == 5
+
+
+def test_streaming_chunks_arrive_in_order_with_usage(client: OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="mock-chat",
+        messages=MESSAGES,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text.startswith("According to [1]: The json module")
+    finish = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices]
+    assert finish[-1] == "stop" and set(finish[:-1]) == {None}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == len(text.split())
+    assert len({chunk.id for chunk in chunks}) == 1
+
+
+def test_stream_ends_with_done(mock_server: MockServer) -> None:
+    import httpx
+
+    body = {"model": "mock-chat", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", f"{mock_server.base_url}/chat/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert events[-1] == "data: [DONE]"
+    assert all(event.startswith("data: {") for event in events[:-1])
+
+
+def test_streaming_token_rate_paces_the_words(mock_server: MockServer, client: OpenAI) -> None:
+    mock_server.configure(chat_ttft="const:0ms", chat_token_rate=100)
+    started = time.perf_counter()
+    arrivals = []
+    for chunk in client.chat.completions.create(
+        model="mock-chat", messages=MESSAGES, stream=True, max_tokens=11
+    ):
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.perf_counter() - started)
+    assert len(arrivals) == 11
+    assert arrivals[-1] - arrivals[0] >= 10 * 0.01 * 0.9  # ten pauses of 1/100 s between eleven words
+
+
+async def test_async_client_chat_embeddings_and_stream(async_client: AsyncOpenAI) -> None:
+    completion = await async_client.chat.completions.create(model="mock-chat", messages=MESSAGES)
+    assert (completion.choices[0].message.content or "").startswith("According to [1]:")
+    embedding = await async_client.embeddings.create(model="mock-embed", input="hello")
+    assert len(embedding.data[0].embedding) == 256
+    stream = await async_client.chat.completions.create(model="mock-chat", messages=MESSAGES, stream=True)
+    words = [
+        chunk.choices[0].delta.content
+        async for chunk in stream
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
+    assert "".join(words) == completion.choices[0].message.content
+
+
+async def test_a_hundred_concurrent_calls_at_500ms_overlap(mock_server: MockServer) -> None:
+    mock_server.configure(chat_latency="const:500ms")
+    async with AsyncOpenAI(base_url=mock_server.base_url, api_key="mock-key", max_retries=0) as client:
+        await client.models.list()  # connection set-up outside the timed part
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(client.chat.completions.create(model="mock-chat", messages=MESSAGES) for _ in range(100))
+        )
+        elapsed = time.perf_counter() - started
+    assert len(results) == 100
+    assert 0.5 <= elapsed < 1.0
