@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -85,3 +87,55 @@ def mock_server(mock_server_session: MockServer) -> Iterator[MockServer]:
     """The session's mock server at zero latency and no faults; any live change is undone after the test."""
     yield mock_server_session
     mock_server_session.reset()
+
+
+# ---- RAG core: a small real index, shared by the system, baseline and harness tests --------------------
+
+RAG_TEST_STDLIB_MODULES = "json,csv,pickle,re,pathlib"  # small enough to ingest in a second or two
+RAG_TEST_DOCUMENTS = {
+    "queues.md": "# Job queues\n\nA job queue decouples accepting a request from doing the work. "
+    "Workers take jobs from the queue and store their results; "
+    "the client polls or long-polls for the result.\n",
+    "latency.md": "# Tail latency\n\nThe 99th percentile latency is the time under which 99 % of requests "
+    "complete. Closed-loop load generators hide it (coordinated omission); open-loop arrivals show it.\n",
+}
+
+
+@pytest.fixture(scope="session")
+def rag_env(mock_server_session: MockServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of a process that runs the RAG pipeline against the session's mock and a real edge index.
+
+    The index is built once per session by `ragload ingest` from the stdlib docstrings of
+    RAG_TEST_STDLIB_MODULES plus the two Markdown files of RAG_TEST_DOCUMENTS (ids "docs/queues.md#0", …).
+    Keys: OPENAI_BASE_URL, OPENAI_API_KEY, CHAT_MODEL, EMBED_MODEL, EMBED_DIM, LLM_TIMEOUT_S,
+    LLM_MAX_RETRIES (0: a fault shows at once), QDRANT_URL ("" = embedded edge shard), QDRANT_COLLECTION,
+    RAGLOAD_DATA_DIR. Pass it as `env=` to a subprocess, or `monkeypatch.setenv` each key in-process.
+    Treat the index as read-only: build your own (tmp_path) to test writes.
+    """
+    root = tmp_path_factory.mktemp("rag")
+    docs = root / "docs"
+    docs.mkdir()
+    for name, text in RAG_TEST_DOCUMENTS.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    env = {
+        "OPENAI_BASE_URL": mock_server_session.base_url,
+        "OPENAI_API_KEY": "mock-key",
+        "CHAT_MODEL": "mock-chat",
+        "EMBED_MODEL": "mock-embed",
+        "EMBED_DIM": "256",
+        "LLM_TIMEOUT_S": "10",
+        "LLM_MAX_RETRIES": "0",
+        "QDRANT_URL": "",
+        "QDRANT_COLLECTION": "ragload-test",
+        "RAGLOAD_DATA_DIR": str(root / "data"),
+    }
+    done = subprocess.run(
+        ragload_command("ingest", "--stdlib-modules", RAG_TEST_STDLIB_MODULES, str(docs)),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"`ragload ingest` failed ({done.returncode}):\n{done.stderr}")
+    return env
