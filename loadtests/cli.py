@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("system.rag.ingest", "chunk, embed and index a corpus (default: the stdlib docstrings)"),
     "api": ("system.api", "run the queued API (FastAPI -> Valkey/RQ)"),
     "worker": ("system.worker", "run N RQ workers for the queued API"),
+    "dlq": ("system.dlq", "list, show, requeue or purge the dead-letter queue (failed jobs)"),
     "baseline": ("sync_baseline.server", "run the synchronous baseline API"),
     "bench": ("loadtests.sweep", "run a load sweep over both architectures and build its report"),
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
