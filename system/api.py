@@ -1,0 +1,290 @@
+"""The queued API (`ragload api`): POST /chat enqueues a job on Valkey/RQ, GET /job-status reads or
+long-polls it. Contracts in DESIGN.md ("HTTP contracts").
+
+The event loop never waits on a sync call: RQ's I/O goes through redis.asyncio (system/broker.py says why
+and what it measured), the index check of /readyz runs in a thread. Connections are made in the lifespan.
+Errors: bad input → 422 `{"detail": [problems]}` (system/rag/http_errors.py, shared with the baseline);
+queue full → 429, broker unreachable → 503, both with Retry-After; unknown job → 404.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio.to_thread
+import uvicorn
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from prometheus_client.registry import Collector
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+from rq.job import JobStatus
+
+from system.breaker import shared_breaker_state
+from system.broker import AsyncBroker, JobSnapshot, new_job_id
+from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
+from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector, metrics_route
+from system.rag.errors import RagError
+from system.rag.http_errors import error_response, install_error_handlers, rag_error_response
+from system.rag.pipeline import get_pipeline
+from system.rag.schemas import ChatRequest, RagResult
+from system.retry_policy import ERROR_META_KEY
+from system.settings import LONG_POLL_LIMIT_S, SystemSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+PublicStatus = Literal["queued", "started", "finished", "failed"]
+# RQ has more states than the contract: a job waiting for its retry (scheduled) is still queued for the
+# client, a stopped or canceled one will never finish.
+PUBLIC_STATUS: dict[JobStatus, PublicStatus] = {
+    JobStatus.CREATED: "queued",
+    JobStatus.QUEUED: "queued",
+    JobStatus.DEFERRED: "queued",
+    JobStatus.SCHEDULED: "queued",
+    JobStatus.RATE_LIMITED: "queued",
+    JobStatus.READY_TO_ENQUEUE: "queued",
+    JobStatus.STARTED: "started",
+    JobStatus.FINISHED: "finished",
+    JobStatus.FAILED: "failed",
+    JobStatus.STOPPED: "failed",
+    JobStatus.CANCELED: "failed",
+}
+ENDED = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+
+
+class SubmitResponse(BaseModel):
+    job_id: str
+    status: Literal["queued"] = "queued"
+    status_url: str
+
+
+class JobStatusResponse(BaseModel):
+    job_id: str
+    status: PublicStatus
+    result: RagResult | None = None
+    error: str | None = None
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class ApiState:
+    settings: SystemSettings
+    broker: AsyncBroker
+    waiters: int = 0  # long-polls in progress (one event loop: no lock needed)
+
+
+def _state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.queued
+    return state
+
+
+# ---- the job as the client sees it -----------------------------------------------------------------------
+
+
+def job_status_body(snapshot: JobSnapshot) -> JobStatusResponse:
+    job, result = snapshot.job, snapshot.result
+    status = PUBLIC_STATUS.get(job.get_status(refresh=False), "queued")
+    value = result.return_value if result is not None and status == "finished" else None
+    return JobStatusResponse(
+        job_id=job.id,
+        status=status,
+        result=RagResult.model_validate(value) if value is not None else None,
+        error=readable_error(snapshot) if status == "failed" else None,
+        timings_ms=job_timings(snapshot, value),
+    )
+
+
+def job_timings(snapshot: JobSnapshot, value: dict[str, Any] | None) -> dict[str, float]:
+    """The pipeline's stage timings plus `queue_wait` (enqueued → started) and `run` (started → ended)."""
+    job, result = snapshot.job, snapshot.result
+    timings: dict[str, float] = dict(value.get("timings_ms", {})) if value else {}
+    started = job.started_at or (result.execution_started_at if result else None)
+    ended = job.ended_at or (result.execution_ended_at if result else None)
+    if job.enqueued_at is not None and started is not None:
+        timings["queue_wait"] = (started - job.enqueued_at).total_seconds() * 1000
+    if started is not None and ended is not None:
+        timings["run"] = (ended - started).total_seconds() * 1000
+    return timings
+
+
+def readable_error(snapshot: JobSnapshot) -> str:
+    """One line: `ErrorClass: message`, never the traceback (that stays in `ragload dlq show ID`)."""
+    recorded = snapshot.job.meta.get(ERROR_META_KEY)  # written by the worker's retry policy
+    if recorded:
+        return str(recorded)
+    trace = (snapshot.result.exc_string if snapshot.result else None) or ""
+    lines = [line.strip() for line in trace.splitlines() if line.strip()]
+    if not lines:
+        return f"job {snapshot.job.get_status(refresh=False).value}"
+    error_class, sep, message = lines[-1].partition(": ")
+    return f"{error_class.rsplit('.', 1)[-1]}{sep}{message}"
+
+
+# ---- routes ----------------------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.post("/chat", status_code=202, response_model=SubmitResponse)
+async def chat(body: ChatRequest, request: Request) -> SubmitResponse | JSONResponse:
+    state = _state(request)
+    # A soft bound: depth check and enqueue are two round trips, so concurrent submits may overshoot it by
+    # the number in flight. Back-pressure needs no more, and a Lua script would bypass RQ's own enqueue.
+    depth = await state.broker.queue_depth()
+    if depth >= state.settings.max_queue_depth:
+        ADMISSION_REJECTIONS.labels("queue_full").inc()
+        detail = f"the queue is full ({depth} jobs waiting): try again later"
+        return error_response(429, detail, retry_after_s=state.settings.queue_full_retry_after_s)
+    job_id = new_job_id()
+    bind_job_id(job_id)
+    await state.broker.enqueue(job_id, body.query, body.top_k)
+    JOBS_ACCEPTED.inc()
+    log.info("job accepted (top_k=%d, %d chars, %d waiting before it)", body.top_k, len(body.query), depth)
+    status_url = request.url_for("job_status").include_query_params(job_id=job_id)
+    return SubmitResponse(job_id=job_id, status_url=str(status_url))
+
+
+@router.get("/job-status", name="job_status", response_model=JobStatusResponse)
+async def job_status(
+    request: Request,
+    job_id: uuid.UUID,
+    wait: float = Query(default=0.0, ge=0, le=LONG_POLL_LIMIT_S, description="seconds to long-poll"),
+) -> JobStatusResponse | JSONResponse:
+    state = _state(request)
+    key = str(job_id)
+    snapshot = await state.broker.snapshot(key)
+    if snapshot is None:
+        return error_response(404, f"no job {key} (never submitted, or its result has expired)")
+    wait_s = min(wait, state.settings.long_poll_max_s)
+    if wait_s > 0 and snapshot.job.get_status(refresh=False) not in ENDED:
+        snapshot = await _long_poll(state, snapshot, wait_s)
+    return job_status_body(snapshot)
+
+
+async def _long_poll(state: ApiState, snapshot: JobSnapshot, wait_s: float) -> JobSnapshot:
+    """The job once it has ended, or as it was after `wait_s`; at once past the waiter limit."""
+    if state.waiters >= state.settings.long_poll_max_waiters:
+        return snapshot
+    job_id = snapshot.job.id
+    state.waiters += 1
+    try:
+        ended = await state.broker.wait_for_end(job_id, snapshot.result_stream_id, wait_s)
+    finally:
+        state.waiters -= 1
+    return (await state.broker.snapshot(job_id) or snapshot) if ended else snapshot
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
+    state = _state(request)
+    await state.broker.ping()
+    try:
+        await anyio.to_thread.run_sync(get_pipeline().check)  # loads the index on the first call
+    except RagError as exc:
+        return rag_error_response(exc)
+    return {"status": "ready", "queue": state.settings.queue_name}
+
+
+async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:
+    state = _state(request)
+    if request.url.path == "/chat":
+        ADMISSION_REJECTIONS.labels("broker_down").inc()
+    log.warning("broker unreachable on %s: %s", request.url.path, exc)
+    return error_response(
+        503, "the job broker is unreachable", retry_after_s=state.settings.broker_retry_after_s
+    )
+
+
+# ---- app -------------------------------------------------------------------------------------------------
+
+
+def _lifespan(settings: SystemSettings | None) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or load_settings()
+        app.state.queued = ApiState(resolved, AsyncBroker(resolved))
+        await anyio.to_thread.run_sync(_warm_pipeline)
+        try:
+            yield
+        finally:
+            await app.state.queued.broker.aclose()
+
+    return lifespan
+
+
+def _warm_pipeline() -> None:
+    """Load the index before the first /readyz; a missing index is logged here and answered 503 there."""
+    try:
+        get_pipeline().check()
+    except RagError as exc:
+        log.error("pipeline not ready: %s", exc)
+
+
+def create_app(settings: SystemSettings | None = None) -> FastAPI:
+    """The app; `settings` default to the environment, read when the app starts (not at import)."""
+    app = FastAPI(title="ragload queued API", lifespan=_lifespan(settings))
+    install_error_handlers(app)
+    app.add_exception_handler(RedisError, _on_broker_error)
+    app.add_middleware(JobIdMiddleware)
+    app.include_router(router)
+
+    def collectors() -> Iterable[Collector]:
+        broker: AsyncBroker = app.state.queued.broker
+        return [BrokerCollector(broker.sync, broker.queue.name, lambda: shared_breaker_state(broker.sync))]
+
+    app.add_route("/metrics", metrics_route(collectors), include_in_schema=False)
+    return app
+
+
+app = create_app()  # for `uvicorn system.api:app`
+
+
+# ---- command ---------------------------------------------------------------------------------------------
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--processes", type=int, default=1, help="uvicorn worker processes (1)")
+    parser.add_argument("--redis-url", help="default: $REDIS_URL")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--access-log", action="store_true", help="log every request (costs CPU under load)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.redis_url:
+        os.environ["REDIS_URL"] = args.redis_url  # uvicorn's worker processes read it too
+    try:
+        load_settings()
+    except ValidationError as exc:
+        print(f"ragload api: invalid settings (is REDIS_URL set?)\n{exc}", file=sys.stderr)
+        return 2
+    if args.processes < 1:
+        print("ragload api: --processes must be >= 1", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        "system.api:app",
+        host=args.host,
+        port=args.port,
+        workers=args.processes,
+        log_config=uvicorn_log_config("api", args.log_level),
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0

@@ -1,0 +1,47 @@
+"""Settings of the queued system (API and workers), read from the environment (no prefix).
+
+The RAG core reads its own (system/rag/settings.py); the breaker too (system/breaker.py, BREAKER_*).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from system.retry_policy import JOB_MAX_RETRIES
+
+# DESIGN.md caps the long-poll at 30 s: the client deadline of the load tests is 30 s as well.
+LONG_POLL_LIMIT_S = 30.0
+
+
+class SystemSettings(BaseSettings):
+    """REDIS_URL is required (`ragload up` supplies one); everything else has a default."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    redis_url: str = Field(min_length=1)
+    queue_name: str = Field(default="ragload", pattern=r"^[A-Za-z0-9_.:-]+$")
+    # A job waits for 2 LLM calls of up to LLM_TIMEOUT_S (30 s) each; past 2 minutes nobody waits for it.
+    job_timeout_s: int = Field(default=120, ge=1)
+    # Kept long enough for a client to fetch it, short enough that 200 jobs/s (≈ 3 KB each) stay < 200 MB.
+    result_ttl_s: int = Field(default=300, ge=1)
+    # A failed job stays a day in the dead-letter queue (`ragload dlq`) for someone to look at.
+    failure_ttl_s: int = Field(default=86_400, ge=1)
+    # Job retries on transient errors (system/retry_policy.py); 0 fails a job at its first error.
+    job_max_retries: int = Field(default=JOB_MAX_RETRIES, ge=0)
+    # Admission control: past this many waiting jobs POST /chat answers 429 instead of growing the queue.
+    max_queue_depth: int = Field(default=1000, ge=1)
+    queue_full_retry_after_s: float = Field(default=1.0, gt=0)
+    long_poll_max_s: float = Field(default=LONG_POLL_LIMIT_S, gt=0, le=LONG_POLL_LIMIT_S)
+    # Each long-poll holds one Valkey connection (no thread); past this many per API process a request
+    # with `wait` is answered at once with the current status (the client just asks again).
+    long_poll_max_waiters: int = Field(default=1000, ge=0)
+    # redis-py has no timeouts by default: without them a dead broker hangs requests instead of a 503.
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0)
+    redis_socket_timeout_s: float = Field(default=2.0, gt=0)
+    broker_retry_after_s: float = Field(default=2.0, gt=0)
+
+
+def load_settings() -> SystemSettings:
+    """The settings from the environment; pydantic's ValidationError names what is missing or wrong."""
+    return SystemSettings()  # type: ignore[call-arg]  # REDIS_URL is read from the environment
