@@ -1,0 +1,260 @@
+"""report.html (self-contained: inline CSS, images as base64 data URIs) and report.md (images by name)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reports.plots import PlotFile
+from reports.queueing import ServiceModel
+from reports.run_data import CellSummary, RunData
+from reports.verdict import Verdict, format_ms
+
+SYNTHETIC_NOTICE = (
+    "Synthetic sample: this report was built from a simulated run folder, not from a measurement. "
+    "Run `make bench` (or `ragload bench --profile quick`) for real numbers."
+)
+TABLE_HEADERS = (
+    "cell",
+    "architecture/mode",
+    "load",
+    "config",
+    "requests",
+    "timeouts",
+    "p50",
+    "p95",
+    "p99",
+    "throughput [req/s]",
+    "ideal [req/s]",
+    "of ideal",
+    "submit p99",
+    "probe p99",
+    "generator CPU",
+)
+SATURATED_TR = '<tr class="saturated">'
+UNSUPPORTED_LI = '<li class="unsupported">'
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
+th { background: #f3f3f3; } td:nth-child(-n+4) { text-align: left; }
+tr.saturated td { background: #fde8e8; }
+.notice { background: #fff4d6; border: 1px solid #e0c060; padding: 0.6em 1em; }
+.unsupported { color: #777; font-style: italic; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
+dt { font-weight: 600; }
+"""
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    title: str
+    synthetic: bool
+    metadata: list[tuple[str, str]]
+    verdicts: list[Verdict]
+    table: list[list[str]]
+    saturated_rows: list[bool]
+    plots: list[PlotFile]
+    methodology: list[str]
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    value: Any = data
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def git_text(meta: dict[str, Any]) -> str:
+    git = meta.get("git")
+    revision = _get(meta, "git", "revision") if isinstance(git, dict) else git
+    revision = revision or meta.get("git_revision") or "unknown"
+    dirty = _get(meta, "git", "dirty") if isinstance(git, dict) else meta.get("git_dirty")
+    return f"{revision}{' (uncommitted changes)' if dirty else ''}"
+
+
+def machine_text(meta: dict[str, Any]) -> str:
+    machine = meta.get("machine")
+    if not isinstance(machine, dict):
+        return "unknown"
+    parts = []
+    if machine.get("cpu_count") is not None:
+        parts.append(f"{machine['cpu_count']} CPUs")
+    if machine.get("memory_gb") is not None:
+        parts.append(f"{float(machine['memory_gb']):.1f} GB RAM")
+    parts += [str(machine[key]) for key in ("platform", "python") if machine.get(key)]
+    return ", ".join(parts) or "unknown"
+
+
+def metadata_items(run: RunData, service: ServiceModel | None) -> list[tuple[str, str]]:
+    meta = run.meta
+    started, ended = meta.get("started"), meta.get("ended")
+    items = [
+        ("run folder", run.run_dir.name),
+        ("profile", run.profile_name),
+        ("date", f"{started or 'unknown'}" + (f" → {ended}" if ended else "")),
+        ("git revision", git_text(meta)),
+        ("machine", machine_text(meta)),
+        ("cells", str(len(run.cells))),
+        ("client deadline", f"{run.deadline_s:g} s" if run.deadline_s else "unknown"),
+    ]
+    if service is not None:
+        items.append(
+            (
+                "service time model",
+                f"{service.source}: mean {service.mean_s * 1000:.0f} ms, CV² {service.cv2:.3f}",
+            )
+        )
+    packages = meta.get("packages") or meta.get("package_versions")
+    if isinstance(packages, dict):
+        installed = sorted((name, version) for name, version in packages.items() if version)
+        if installed:
+            items.append(("packages", ", ".join(f"{name} {version}" for name, version in installed)))
+    return items
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def _load_value(cell: CellSummary) -> str:
+    value = cell.load_value
+    if value is None:
+        return cell.load
+    return f"{cell.load} {value:g} users" if cell.load == "closed" else f"{cell.load} {value:g} req/s"
+
+
+def table_row(cell: CellSummary) -> list[str]:
+    cpu = "n/a" if cell.generator_cpu_pct is None else f"{cell.generator_cpu_pct:.0f} %"
+    return [
+        cell.cell_id,
+        f"{cell.architecture}/{cell.mode}",
+        _load_value(cell),
+        cell.config_label,
+        str(cell.requests),
+        f"{cell.timeouts} ({_percent(cell.timeout_rate)})",
+        format_ms(cell.p50_ms),
+        format_ms(cell.p95_ms),
+        format_ms(cell.p99_ms),
+        "n/a" if cell.throughput_rps is None else f"{cell.throughput_rps:.2f}",
+        "n/a" if cell.ideal_rps is None else f"{cell.ideal_rps:.2f}",
+        _percent(cell.throughput_ratio),
+        format_ms(cell.submit_p99_ms),
+        format_ms(cell.probe_p99_ms),
+        cpu + (" SATURATED" if cell.generator_saturated else ""),
+    ]
+
+
+METHODOLOGY = (
+    """End-to-end latency: for the queued system, from submitting the request to holding the result
+    (queue wait + run + polling or long-poll); for the baseline, the one HTTP request. Submit latency
+    (POST /chat → 202) and a light /healthz probe are measured separately, to show whether the API stays
+    responsive.""",
+    """Timeouts: one client deadline for both architectures ({deadline}). A request past it counts as a
+    timeout with latency = the deadline; it is never dropped from the percentiles. Throughput counts only
+    ok responses. Warm-up is excluded.""",
+    """Closed vs open loop: closed-loop users wait for each answer before sending the next, which hides
+    tail latency (coordinated omission); open loop sends Poisson arrivals at a fixed rate whatever the
+    system does. Every figure's title says which mode produced it.""",
+    """Compare ratios, not absolute times: both architectures ran in this run, on this machine, against
+    the same mock upstream, so ratios between them are meaningful; absolute times depend on the machine and
+    on the mock's latency model.""",
+    """ideal_rps is the physical limit of a cell: W workers / S for the queued system, concurrency / S for
+    the baseline, or the client-side bound when lower (S = mean configured service time).""",
+    """Predictions: closed loop with no think time is exact by Little's law (throughput =
+    min(users, workers) / S, mean latency = users / throughput); open loop uses M/G/c with the Allen–Cunneen
+    approximation (Erlang C M/M/c wait × (1 + CV²) / 2, CV² from the configured latency model; for a
+    constant service time M/D/c by Cosmetatos is in reports/queueing.py). Client, broker and worker
+    overheads are not modelled, so measurements somewhat below a prediction are expected.""",
+    """Cells whose load generator used more than 80 % of a core are flagged (red rings, SATURATED): there
+    the generator, not the system, may be the limit.""",
+)
+
+
+def methodology(run: RunData) -> list[str]:
+    deadline = f"{run.deadline_s:g} s" if run.deadline_s else "the configured deadline"
+    return [" ".join(paragraph.split()).format(deadline=deadline) for paragraph in METHODOLOGY]
+
+
+def build_content(run: RunData, verdicts: list[Verdict], plots: list[PlotFile]) -> ReportContent:
+    service = run.service_model()
+    return ReportContent(
+        title=f"ragload report — {run.run_dir.name}",
+        synthetic=run.synthetic,
+        metadata=metadata_items(run, service),
+        verdicts=verdicts,
+        table=[table_row(cell) for cell in run.cells],
+        saturated_rows=[cell.generator_saturated for cell in run.cells],
+        plots=plots,
+        methodology=methodology(run),
+    )
+
+
+def _data_uri(plot: PlotFile) -> str:
+    return "data:image/png;base64," + base64.b64encode(plot.path.read_bytes()).decode("ascii")
+
+
+def _html_table(rows: Sequence[list[str]], saturated: Sequence[bool]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADERS)
+    body = "\n".join(
+        (SATURATED_TR if flag else "<tr>") + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+        for row, flag in zip(rows, saturated, strict=True)
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+
+
+def render_html(content: ReportContent) -> str:
+    esc = html.escape
+    notice = f'<p class="notice">{esc(SYNTHETIC_NOTICE)}</p>' if content.synthetic else ""
+    metadata = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in content.metadata)
+    verdicts = "".join(
+        ("<li>" if v.supported else UNSUPPORTED_LI) + f"{esc(v.text)}</li>" for v in content.verdicts
+    )
+    plots = (
+        "".join(
+            f'<figure><img alt="{esc(p.title)}" src="{_data_uri(p)}">'
+            f"<figcaption>{esc(p.title)}</figcaption></figure>"
+            for p in content.plots
+        )
+        or "<p>No plots: the run has no measured cells.</p>"
+    )
+    method = "".join(f"<li>{esc(m)}</li>" for m in content.methodology)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{esc(content.title)}</title><style>{CSS}</style></head>
+<body>
+<h1>{esc(content.title)}</h1>
+{notice}
+<h2>Run</h2><dl>{metadata}</dl>
+<h2>Verdict</h2><ul class="verdict">{verdicts}</ul>
+<h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
+<h2>Plots</h2>{plots}
+<h2>Methodology</h2><ul>{method}</ul>
+</body></html>
+"""
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(content: ReportContent) -> str:
+    lines = [f"# {content.title}", ""]
+    if content.synthetic:
+        lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
+    lines += ["## Run", ""] + [f"- **{k}**: {_md_cell(v)}" for k, v in content.metadata] + [""]
+    lines += ["## Verdict", ""]
+    lines += [f"- {v.text}" if v.supported else f"- _{v.text}_" for v in content.verdicts] + [""]
+    lines += ["## Summary", "", "| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in content.table] + [""]
+    lines += ["## Plots", ""]
+    lines += [f"![{p.title}]({p.path.name})\n" for p in content.plots] or [
+        "No plots: the run has no measured cells."
+    ]
+    lines += ["", "## Methodology", ""] + [f"- {m}" for m in content.methodology] + [""]
+    return "\n".join(lines)

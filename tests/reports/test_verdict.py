@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reports.queueing import ServiceModel
+from reports.run_data import CellSummary, RunData, parse_summary_row
+from reports.verdict import (
+    Verdict,
+    baseline_timeouts,
+    compute_verdict,
+    generator_limits,
+    ideal_closeness,
+    p99_ratio,
+    worker_scaling,
+)
+
+SERVICE = ServiceModel(mean_s=0.32, cv2=0.06, source="test")  # one worker: 3.125 req/s at most
+
+
+def cell(**fields: Any) -> CellSummary:
+    """A summary.csv row as the loader would parse it (values given as they appear in the CSV)."""
+    row = {"cell_id": "c", "load": "closed", "requests": "100", "timeouts": "0", "errors": "0"}
+    row.update({key: "" if value is None else str(value) for key, value in fields.items()})
+    return parse_summary_row(row)
+
+
+def sync_cell(users: int, timeouts: int, p99: float = 1000.0, mode: str = "threadpool") -> CellSummary:
+    return cell(
+        cell_id=f"sync-u{users}",
+        architecture="sync",
+        mode=mode,
+        users=users,
+        timeouts=timeouts,
+        p99_ms=p99,
+        concurrency=8,
+        service_time_ms=320,
+    )
+
+
+def queued_cell(workers: int, throughput: float, users: int | None = None, **extra: Any) -> CellSummary:
+    users = users if users is not None else 3 * workers
+    ideal = min(workers, users) / SERVICE.mean_s
+    return cell(
+        cell_id=f"q-w{workers}-u{users}",
+        architecture="queued",
+        mode="longpoll",
+        workers=workers,
+        users=users,
+        throughput_rps=throughput,
+        ideal_rps=round(ideal, 3),
+        service_time_ms=320,
+        **extra,
+    )
+
+
+def texts(verdicts: list[Verdict]) -> str:
+    return "\n".join(v.text for v in verdicts)
+
+
+def test_baseline_timeouts_start_at_first_load_above_one_percent() -> None:
+    cells = [
+        sync_cell(40, 5),
+        sync_cell(10, 0),
+        sync_cell(20, 1),
+        sync_cell(80, 60),
+    ]  # 1 % exactly is not > 1 %
+    (line,) = baseline_timeouts(cells, deadline_s=30)
+    assert line.supported
+    assert "starts timing out at 40 users" in line.text
+    assert "5.0 %" in line.text and "at 20 users: 1.0 %" in line.text
+    assert "30 s deadline" in line.text
+
+
+def test_baseline_timeouts_per_mode_and_none_seen() -> None:
+    cells = [sync_cell(10, 0), sync_cell(20, 0), sync_cell(10, 30, mode="blocking")]
+    blocking, threadpool = baseline_timeouts(cells, deadline_s=None)
+    assert blocking.text.startswith("sync/blocking, closed loop: starts timing out at 10 users")
+    assert "already at the lowest load tested" in blocking.text
+    assert threadpool.text.startswith("sync/threadpool, closed loop: no load tested produced more than 1 %")
+    assert "(up to 20 users)" in threadpool.text
+
+
+def test_baseline_timeouts_without_baseline_cells_cannot_say() -> None:
+    (line,) = baseline_timeouts([queued_cell(2, 6.0)], deadline_s=30)
+    assert not line.supported
+    assert "cannot say" in line.text
+
+
+def test_baseline_cells_without_requests_are_not_evidence() -> None:
+    (line,) = baseline_timeouts([cell(architecture="sync", mode="blocking", users=8, requests=0)], 30)
+    assert not line.supported
+
+
+def test_p99_ratio_at_highest_common_load() -> None:
+    cells = [
+        sync_cell(24, 0, p99=3000.0),
+        sync_cell(48, 0, p99=6000.0),
+        sync_cell(96, 0, p99=9000.0),  # no queued cell at 96 users
+        queued_cell(8, 24.0, users=24, p99_ms=1500.0),
+        queued_cell(16, 48.0, users=48, p99_ms=1500.0),
+        queued_cell(4, 12.0, users=48, p99_ms=4500.0),  # fewer workers at the same load: not the one compared
+    ]
+    (line,) = p99_ratio(cells, deadline_s=30)
+    assert line.supported
+    assert "At 48 users (closed loop)" in line.text
+    assert "16 workers has a p99 0.25×" in line.text
+
+
+def test_p99_ratio_cannot_compare_without_common_load_or_architecture() -> None:
+    (no_common,) = p99_ratio([sync_cell(10, 0), queued_cell(2, 6.0, users=7, p99_ms=900.0)], 30)
+    assert not no_common.supported and "cannot compare" in no_common.text
+    (no_sync,) = p99_ratio([queued_cell(2, 6.0, p99_ms=900.0)], 30)
+    assert not no_sync.supported and "sync" in no_sync.text
+
+
+def test_p99_ratio_notes_different_capacities_and_capped_tails() -> None:
+    cells = [sync_cell(24, 50, p99=30000.0), queued_cell(2, 6.0, users=24, p99_ms=12000.0)]
+    (line,) = p99_ratio(cells, deadline_s=30)
+    assert "capacities differ" in line.text  # 2 workers vs 8 threads
+    assert "sits at the deadline" in line.text
+
+
+def test_scaling_stop_detected_where_marginal_gain_drops_below_ten_percent() -> None:
+    cells = [queued_cell(1, 3.0), queued_cell(2, 6.1), queued_cell(4, 12.2), queued_cell(8, 12.9)]
+    (line,) = worker_scaling(cells, SERVICE)
+    assert line.supported
+    assert "stops scaling after 4 workers" in line.text
+    assert (
+        "each extra worker buys 3.06 req/s" in line.text
+    )  # least squares over 1, 2, 4 workers: 14.3 / 4.667
+
+
+def test_scaling_continues_to_largest_count() -> None:
+    cells = [queued_cell(w, 3.0 * w) for w in (1, 2, 4, 8)]
+    (line,) = worker_scaling(cells, SERVICE)
+    assert "still scaling at 8 workers" in line.text
+    assert "each extra worker buys 3.00 req/s" in line.text
+
+
+def test_scaling_stop_blamed_on_load_when_the_cell_was_client_bound() -> None:
+    cells = [queued_cell(2, 6.0), queued_cell(4, 12.0), queued_cell(8, 12.3, users=4)]
+    (line,) = worker_scaling(cells, SERVICE)
+    assert "stops scaling after 4 workers" in line.text
+    assert "the stop may be the load's" in line.text
+
+
+def test_scaling_cannot_say_with_one_worker_count_or_no_queued_cells() -> None:
+    (one,) = worker_scaling([queued_cell(4, 12.0), queued_cell(4, 11.0, users=6)], SERVICE)
+    assert not one.supported and "cannot say" in one.text
+    (none,) = worker_scaling([sync_cell(10, 0)], SERVICE)
+    assert not none.supported
+
+
+def test_ideal_closeness_uses_highest_load_and_flags_impossible_rates() -> None:
+    cells = [queued_cell(2, 6.1), queued_cell(4, 10.0), queued_cell(4, 3.0, users=1), queued_cell(8, 30.0)]
+    (line,) = ideal_closeness(cells)
+    assert "80 % (4 workers)" in line.text  # the 12-user cell, not the 1-user one
+    assert "below 90 % of ideal at 4 workers" in line.text
+    assert "Above 110 % at 8 workers" in line.text
+
+
+def test_generator_saturation_from_cpu_even_without_the_flag_column() -> None:
+    flagged = generator_limits(
+        [queued_cell(2, 6.0, generator_cpu_pct=91), queued_cell(4, 12.0, generator_cpu_pct=20)]
+    )
+    assert (
+        flagged.supported and "1 cell(s) were generator-limited" in flagged.text and "q-w2-u6" in flagged.text
+    )
+    fine = generator_limits([queued_cell(2, 6.0, generator_cpu_pct=35.5)])
+    assert "No cell was generator-limited" in fine.text and "36 %" in fine.text
+    unknown = generator_limits([queued_cell(2, 6.0)])
+    assert not unknown.supported
+
+
+def test_compute_verdict_survives_empty_and_all_timeout_cells(tmp_path: Path) -> None:
+    cells = [
+        cell(cell_id="empty", architecture="sync", mode="blocking", users=4, requests=0),
+        cell(
+            cell_id="dead",
+            architecture="sync",
+            mode="blocking",
+            users=8,
+            requests=20,
+            timeouts=20,
+            p99_ms=30000,
+        ),
+        queued_cell(2, 6.0),
+    ]
+    verdicts = compute_verdict(RunData(run_dir=tmp_path, config={}, meta={}, cells=cells))
+    joined = texts(verdicts)
+    assert "Cell empty recorded no requests" in joined
+    assert "Cell dead: every request timed out" in joined
+    assert "starts timing out at 8 users" in joined
+    assert compute_verdict(RunData(run_dir=tmp_path, config={}, meta={}, cells=[]))[0].supported is False
