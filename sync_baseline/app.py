@@ -23,7 +23,7 @@ from sync_baseline.deadline import RequestDeadline
 from sync_baseline.settings import BaselineSettings, Mode
 from system.rag.errors import RagError
 from system.rag.http_errors import install_error_handlers, rag_error_response
-from system.rag.pipeline import get_pipeline
+from system.rag.pipeline import get_pipeline, warm_pipeline
 from system.rag.schemas import ChatRequest, RagResult
 
 logger = logging.getLogger(__name__)
@@ -101,18 +101,10 @@ def _lifespan(settings: BaselineSettings) -> Callable[[FastAPI], Any]:
             facts["concurrency"] if facts["concurrency"] is not None else "upstream-bound",
             facts["note"],
         )
-        _warm_pipeline()
+        warm_pipeline()
         yield
 
     return lifespan
-
-
-def _warm_pipeline() -> None:
-    """Load the index before the first request; a missing index is logged here and answered 503 by /readyz."""
-    try:
-        get_pipeline().check()
-    except RagError as exc:
-        logger.error("pipeline not ready: %s", exc)
 
 
 def create_app(settings: BaselineSettings | None = None) -> FastAPI:

@@ -34,7 +34,7 @@ from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
 from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector, metrics_route
 from system.rag.errors import RagError
 from system.rag.http_errors import error_response, install_error_handlers, rag_error_response
-from system.rag.pipeline import get_pipeline
+from system.rag.pipeline import get_pipeline, warm_pipeline
 from system.rag.schemas import ChatRequest, RagResult
 from system.retry_policy import ERROR_META_KEY
 from system.settings import LONG_POLL_LIMIT_S, SystemSettings, load_settings
@@ -216,21 +216,13 @@ def _lifespan(settings: SystemSettings | None) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()
         app.state.queued = ApiState(resolved, AsyncBroker(resolved))
-        await anyio.to_thread.run_sync(_warm_pipeline)
+        await anyio.to_thread.run_sync(warm_pipeline)
         try:
             yield
         finally:
             await app.state.queued.broker.aclose()
 
     return lifespan
-
-
-def _warm_pipeline() -> None:
-    """Load the index before the first /readyz; a missing index is logged here and answered 503 there."""
-    try:
-        get_pipeline().check()
-    except RagError as exc:
-        log.error("pipeline not ready: %s", exc)
 
 
 def create_app(settings: SystemSettings | None = None) -> FastAPI:

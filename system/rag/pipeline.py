@@ -9,6 +9,7 @@ survive a fork): it builds its own on first use.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -147,6 +148,15 @@ def get_pipeline(settings: RagSettings | None = None) -> Pipeline:
         with _pipelines_lock:
             pipeline = _pipelines.setdefault(key, Pipeline(settings))
     return pipeline
+
+
+def warm_pipeline() -> None:
+    """Load this process's pipeline before the first request; a missing index is logged, not raised,
+    because the app's /readyz answers 503 for it."""
+    try:
+        get_pipeline().check()
+    except RagError as exc:
+        logging.getLogger(__name__).error("pipeline not ready: %s", exc)
 
 
 def index_exists(settings: RagSettings | None = None) -> bool:
