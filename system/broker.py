@@ -36,6 +36,7 @@ JOB_FUNCTION = "system.jobs.process_query"  # by name: the API never imports the
 # DESIGN.md requires Redis ≥ 7 / Valkey, so we state it instead of making that sync call on the event loop.
 ASSUMED_SERVER_VERSION = (7, 0, 0)
 LONG_POLL_SOCKET_MARGIN_S = 5.0  # the waiters' socket timeout outlasts the longest XREAD BLOCK by this much
+COMMAND_POOL_SIZE = 512  # short commands; redis-py's default of 100 ran out under bursts of submits
 STREAM_START = "0-0"  # XREAD from the first entry of a result stream
 
 
@@ -48,9 +49,13 @@ def sync_connection(settings: SystemSettings) -> Redis:
     )
 
 
-def async_connection(settings: SystemSettings, socket_timeout_s: float | None = None) -> redis.asyncio.Redis:
+def async_connection(
+    settings: SystemSettings, max_connections: int, socket_timeout_s: float | None = None
+) -> redis.asyncio.Redis:
+    """An asyncio client; redis-py caps its pool at 100 connections unless told otherwise."""
     return redis.asyncio.Redis.from_url(
         settings.redis_url,
+        max_connections=max_connections,
         socket_connect_timeout=settings.redis_connect_timeout_s,
         socket_timeout=socket_timeout_s or settings.redis_socket_timeout_s,
     )
@@ -83,8 +88,10 @@ class AsyncBroker:
         self.settings = settings
         self.sync = sync_connection(settings)  # RQ's objects need one; the API only uses it off the loop
         self.queue = job_queue(settings, self.sync)
-        self.commands = async_connection(settings)
-        self.waits = async_connection(settings, settings.long_poll_max_s + LONG_POLL_SOCKET_MARGIN_S)
+        self.commands = async_connection(settings, COMMAND_POOL_SIZE)
+        # Each long-poll holds one connection for its whole XREAD BLOCK: one per allowed waiter.
+        wait_timeout_s = settings.long_poll_max_s + LONG_POLL_SOCKET_MARGIN_S
+        self.waits = async_connection(settings, max(1, settings.long_poll_max_waiters), wait_timeout_s)
 
     async def aclose(self) -> None:
         await self.commands.aclose()
