@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("loadtests.sweep", "run a load sweep over both architectures and build its report"),
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
     "bench-mock": ("mocks.bench", "measure the mock server's own throughput and added latency"),
+    "bench-queue": ("system.bench", "measure the queue's overhead over inline and its submit latency"),
 }
 
 

@@ -1,0 +1,35 @@
+"""CellShape: the Locust shape of one sweep cell, built from loadtests/shapes.py and the RAGLOAD_* settings.
+
+Closed loop: RAGLOAD_USERS chat users for RAGLOAD_DURATION_S. Open loop: a pool of users sized for
+RAGLOAD_RATE arrivals per second at the deadline (shapes.pool_size), for RAGLOAD_DURATION_S; the arrival
+times themselves come from each process's ArrivalSchedule (loadtests/user_support.py). Plus the one probe.
+"""
+
+from __future__ import annotations
+
+import locust  # isort: split  (first: it monkey-patches the process with gevent)
+
+from loadtests.shapes import PoissonArrivals, Tick, UserSteps
+from loadtests.user_support import settings
+
+PROBE_USERS = 1  # ProbeUser.fixed_count
+
+
+def cell_shape() -> UserSteps | PoissonArrivals:
+    s = settings()
+    if s.load == "open":
+        return PoissonArrivals.for_deadline(s.rate, s.duration_s, s.deadline_s, s.seed)
+    return UserSteps.constant(s.users, s.duration_s)
+
+
+class CellShape(locust.LoadTestShape):
+    def __init__(self) -> None:
+        super().__init__()
+        self.shape = cell_shape()
+
+    def tick(self) -> Tick:
+        current = self.shape.tick(self.get_run_time())
+        if current is None:
+            return None
+        users, spawn_rate = current
+        return users + PROBE_USERS, spawn_rate

@@ -1,0 +1,262 @@
+"""Sweep profiles: TOML files (loadtests/profiles/*.toml) validated into a list of cells.
+
+A profile has a `[run]` table (durations, deadline, seed, wall-time budget), a `[mock]` table (the latency
+model the stack's mock serves) and `[[group]]` tables, each expanded into cells: one per worker count ×
+user count (closed loop) or × arrival rate (open loop). Every cell of a run shares one client deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mocks.latency import LatencySpec
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+QUEUED_MODES = ("longpoll", "poll")
+SYNC_MODES = ("threadpool", "blocking", "asyncio")
+# Fixed costs of one cell besides warm-up and measurement: Locust start-up (~1.5 s of imports), the tail
+# of requests in flight at the end, settling and worker scaling. Measured on 2 cores; used for estimates.
+CELL_OVERHEAD_S = 5.0
+STACK_START_S = 20.0  # Valkey, mock, API, workers and baseline ready (index already built)
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be loaded; the message says which file and what is wrong."""
+
+
+class RunSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup_s: float = Field(default=3.0, ge=0)
+    duration_s: float = Field(default=10.0, gt=0)
+    deadline_s: float = Field(default=30.0, gt=0, le=300)
+    seed: int = 7
+    probe_interval_s: float = Field(default=0.5, gt=0)
+    top_k: int = Field(default=4, ge=1, le=20)
+    max_wall_s: float | None = Field(default=None, gt=0, description="budget the estimate must fit in")
+
+
+class MockSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chat_latency: str = "lognormal:300ms,0.25"
+    embed_latency: str = "const:10ms"
+
+    @field_validator("chat_latency", "embed_latency")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        LatencySpec.parse(value)  # raises ValueError with the reason
+        return value
+
+    @property
+    def service_time_s(self) -> float:
+        """Mean configured upstream time of one RAG request: one embeddings call plus one chat call."""
+        return LatencySpec.parse(self.chat_latency).mean + LatencySpec.parse(self.embed_latency).mean
+
+    def args(self, seed: int) -> list[str]:
+        return [
+            "--chat-latency",
+            self.chat_latency,
+            "--embed-latency",
+            self.embed_latency,
+            "--seed",
+            str(seed),
+        ]
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Literal["queued", "sync"]
+    mode: str
+    load: Literal["closed", "open"]
+    workers: list[int] | None = None
+    users: list[int] | None = None
+    users_per_worker: float | None = Field(default=None, gt=0)
+    rates: list[float] | None = None
+    processes: int = Field(default=1, ge=1)
+    threads: int | None = Field(default=None, ge=1)
+    poll_interval_s: float = Field(default=0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Group:
+        queued = self.architecture == "queued"
+        modes = QUEUED_MODES if queued else SYNC_MODES
+        if self.mode not in modes:
+            raise ValueError(
+                f"mode '{self.mode}' is not a {self.architecture} mode (one of {', '.join(modes)})"
+            )
+        if queued and not self.workers:
+            raise ValueError("a queued group needs `workers = [...]`")
+        if not queued and self.workers:
+            raise ValueError("`workers` is for queued groups; the baseline has processes/threads")
+        if any(n < 1 for n in self.workers or []):
+            raise ValueError("worker counts must be >= 1")
+        if self.load == "closed":
+            if bool(self.users) == (self.users_per_worker is not None):
+                raise ValueError("a closed-loop group needs exactly one of `users` or `users_per_worker`")
+            if self.users_per_worker is not None and not queued:
+                raise ValueError("`users_per_worker` is for queued groups")
+            if self.rates:
+                raise ValueError("`rates` is for open-loop groups")
+            if any(n < 1 for n in self.users or []):
+                raise ValueError("user counts must be >= 1")
+        else:
+            if not self.rates or any(r <= 0 for r in self.rates):
+                raise ValueError("an open-loop group needs `rates = [...]`, each above 0")
+            if self.users or self.users_per_worker:
+                raise ValueError("open-loop groups take `rates`, not users (the user pool is sized for you)")
+        return self
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    run: RunSettings = RunSettings()
+    mock: MockSettings = MockSettings()
+    group: list[Group] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: one architecture and configuration at one load, with the stack reset before it."""
+
+    index: int
+    cell_id: str
+    architecture: str
+    mode: str
+    load: str
+    workers: int | None
+    users: int | None  # closed: chat users; open: None (the pool size is in the cell's shape)
+    rate: float | None
+    duration_s: float
+    warmup_s: float
+    deadline_s: float
+    service_time_ms: float
+    processes: int | None = None
+    threads: int | None = None
+    concurrency: int | None = None  # baseline requests served at once; None = upstream-bound (asyncio)
+    poll_interval_s: float | None = None
+    overhead_ms: float = 0.0  # measured per-request cost of the machinery at zero upstream latency
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def baseline_key(self) -> tuple[str, int, int | None] | None:
+        if self.architecture != "sync":
+            return None
+        return (self.mode, self.processes or 1, self.threads)
+
+
+def baseline_concurrency(mode: str, processes: int, threads: int | None) -> int | None:
+    """What the baseline's /readyz reports: blocking: processes; threadpool: processes × threads."""
+    if mode == "blocking":
+        return processes
+    if mode == "threadpool":
+        return processes * (threads or DEFAULT_BASELINE_THREADS)
+    return None
+
+
+DEFAULT_BASELINE_THREADS = 40  # the baseline's own default (AnyIO's thread limiter)
+
+
+def _cell_id(index: int, group: Group, workers: int | None, users: int | None, rate: float | None) -> str:
+    parts = [f"{index:02d}", group.architecture, group.mode, group.load]
+    if workers is not None:
+        parts.append(f"w{workers}")
+    else:
+        parts.append(f"p{group.processes}" + (f"t{group.threads}" if group.mode == "threadpool" else ""))
+    parts.append(f"u{users}" if users is not None else f"r{rate:g}")
+    return "-".join(parts)
+
+
+def _loads(group: Group, workers: int | None) -> list[tuple[int | None, float | None]]:
+    if group.load == "open":
+        return [(None, rate) for rate in group.rates or []]
+    if group.users_per_worker is not None:
+        return [(math.ceil(group.users_per_worker * (workers or 1)), None)]
+    return [(users, None) for users in group.users or []]
+
+
+def expand(profile: Profile) -> list[Cell]:
+    cells: list[Cell] = []
+    service_ms = profile.mock.service_time_s * 1000
+    for group in profile.group:
+        worker_counts: list[int | None] = list(group.workers) if group.workers else [None]
+        sync = group.architecture == "sync"
+        for workers in worker_counts:
+            for users, rate in _loads(group, workers):
+                index = len(cells) + 1
+                cells.append(
+                    Cell(
+                        index=index,
+                        cell_id=_cell_id(index, group, workers, users, rate),
+                        architecture=group.architecture,
+                        mode=group.mode,
+                        load=group.load,
+                        workers=workers,
+                        users=users,
+                        rate=rate,
+                        duration_s=profile.run.duration_s,
+                        warmup_s=profile.run.warmup_s,
+                        deadline_s=profile.run.deadline_s,
+                        service_time_ms=round(service_ms, 3),
+                        processes=group.processes if sync else None,
+                        threads=group.threads if sync else None,
+                        concurrency=baseline_concurrency(group.mode, group.processes, group.threads)
+                        if sync
+                        else None,
+                        poll_interval_s=group.poll_interval_s if group.mode == "poll" else None,
+                    )
+                )
+    return cells
+
+
+def estimated_wall_s(profile: Profile, cells: list[Cell] | None = None) -> float:
+    cells = cells if cells is not None else expand(profile)
+    per_cell = sum(c.warmup_s + c.duration_s + CELL_OVERHEAD_S for c in cells)
+    return STACK_START_S + per_cell
+
+
+def resolve_path(name_or_path: str) -> Path:
+    """`quick` → loadtests/profiles/quick.toml; anything with a suffix or a slash is a path."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        return Path(name_or_path)
+    return PROFILES_DIR / f"{name_or_path}.toml"
+
+
+def load_profile(name_or_path: str) -> Profile:
+    path = resolve_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.toml")))
+        raise ProfileError(f"no profile '{name_or_path}' ({path}); known profiles: {known}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    return parse_profile(data, source=str(path))
+
+
+def parse_profile(data: dict[str, Any], source: str = "<profile>") -> Profile:
+    try:
+        profile = Profile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'profile'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ProfileError(f"{source}: {problems}") from None
+    budget = profile.run.max_wall_s
+    if budget is not None and (estimate := estimated_wall_s(profile)) > budget:
+        raise ProfileError(
+            f"{source}: estimated wall time {estimate:.0f} s exceeds the profile's max_wall_s {budget:.0f} s "
+            "(fewer cells or shorter durations)"
+        )
+    return profile

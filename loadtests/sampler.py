@@ -1,0 +1,157 @@
+"""Server-side sampling during a cell, every 0.5 s: queue depth, busy workers, CPU of each role.
+
+A thread in the sweep process (which never imports Locust). CPU is psutil's per-process `cpu_percent`
+(% of one core since the previous sample), summed over a role's processes and their children (uvicorn
+workers, the worker pool's forks). `cpu_generator` is the BUSIEST generator process, not their sum: one
+Locust process is one core, so that is the figure that says whether the generator was the limit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import psutil
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.worker import WorkerStatus
+
+SAMPLE_INTERVAL_S = 0.5
+ROLES = ("api", "worker", "baseline", "mock", "valkey")
+SERVER_COLUMNS = (
+    "t",
+    "queue_depth",
+    "busy_workers",
+    "workers",
+    "cpu_api",
+    "cpu_workers",
+    "cpu_baseline",
+    "cpu_mock",
+    "cpu_valkey",
+    "cpu_generator",
+)
+_ROLE_COLUMN = {"api": "cpu_api", "worker": "cpu_workers", "baseline": "cpu_baseline", "mock": "cpu_mock",
+                "valkey": "cpu_valkey"}  # fmt: skip
+
+
+class CpuMeter:
+    """CPU % of one core per process since the previous call; keeps the psutil handles between calls."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        proc = self._procs.get(pid)
+        if proc is None:
+            try:
+                proc = psutil.Process(pid)
+                proc.cpu_percent(None)  # the first call only starts the measurement
+            except psutil.Error:
+                return None
+            self._procs[pid] = proc
+        return proc
+
+    def expand(self, pids: Iterable[int]) -> list[int]:
+        """The processes and all their descendants, each once (measuring a process twice in one sample
+        would read ~0 % the second time: `cpu_percent` measures since the previous call)."""
+        found: dict[int, None] = {}
+        for pid in pids:
+            proc = self._process(pid)
+            if proc is None:
+                continue
+            found[pid] = None
+            try:
+                found.update((child.pid, None) for child in proc.children(recursive=True))
+            except psutil.Error:
+                pass
+        return list(found)
+
+    def percents(self, pids: Iterable[int]) -> dict[int, float]:
+        result: dict[int, float] = {}
+        for pid in pids:
+            proc = self._process(pid)
+            if proc is None:
+                continue
+            try:
+                result[pid] = proc.cpu_percent(None)
+            except psutil.Error:
+                self._procs.pop(pid, None)
+        return result
+
+
+class QueueProbe:
+    """Queue depth, busy and registered workers of one RQ queue (None when there is no broker)."""
+
+    def __init__(self, redis_url: str | None, queue_name: str) -> None:
+        self._redis = Redis.from_url(redis_url, socket_timeout=2.0) if redis_url else None
+        self._queue = Queue(queue_name, connection=self._redis) if self._redis is not None else None
+
+    def read(self) -> tuple[int | None, int | None, int | None]:
+        if self._queue is None or self._redis is None:
+            return None, None, None
+        try:
+            workers = Worker.all(connection=self._redis, queue=self._queue)
+            busy = sum(1 for w in workers if w.get_state() == WorkerStatus.BUSY)
+            return self._queue.count, busy, len(workers)
+        except RedisError:
+            return None, None, None
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+
+class ServerSampler:
+    """`start()` a sampling thread, `stop()` it and get the rows (`t` in seconds since the epoch)."""
+
+    def __init__(
+        self,
+        role_pids: Callable[[], Mapping[str, list[int]]],
+        generator_pids: Callable[[], list[int]],
+        queue: QueueProbe,
+        interval_s: float = SAMPLE_INTERVAL_S,
+    ) -> None:
+        self.role_pids = role_pids
+        self.generator_pids = generator_pids
+        self.queue = queue
+        self.interval_s = interval_s
+        self.rows: list[dict[str, Any]] = []
+        self._meter = CpuMeter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="server-sampler", daemon=True)
+
+    def start(self) -> ServerSampler:
+        self.sample()  # primes the CPU meters
+        self.rows.clear()
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[dict[str, Any]]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.rows
+
+    def _run(self) -> None:
+        next_at = time.monotonic() + self.interval_s
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self.rows.append(self.sample())
+            next_at += self.interval_s
+
+    def sample(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"t": time.time()}
+        row["queue_depth"], row["busy_workers"], row["workers"] = self.queue.read()
+        seen: set[int] = set()
+        roles = self.role_pids()
+        for role in ROLES:
+            if not roles.get(role):
+                row[_ROLE_COLUMN[role]] = None  # not ours to watch (an external target) or not running
+                continue
+            pids = [p for p in self._meter.expand(roles[role]) if p not in seen]
+            seen.update(pids)
+            row[_ROLE_COLUMN[role]] = round(sum(self._meter.percents(pids).values()), 1)
+        generator = self._meter.percents(self._meter.expand(self.generator_pids()))
+        row["cpu_generator"] = round(max(generator.values(), default=0.0), 1)
+        return row

@@ -1,0 +1,385 @@
+"""`ragload bench`: run a profile's cells against both architectures and write a run folder, then its report.
+
+For each cell: settle (no upstream call in flight), scale the workers or restart the baseline as the cell
+needs, reset the queue and the mock's counters, run Locust headless in subprocesses (never imported here:
+it patches the process with gevent), sample the server side every 0.5 s, then keep the measured window
+(warm-up discarded) and summarise it. Progress: cell i of n, elapsed, expected remaining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from loadtests import calibrate
+from loadtests.locust_process import LocustError, LocustRun
+from loadtests.profile import Cell, Profile, ProfileError, estimated_wall_s, expand, load_profile
+from loadtests.run_folder import (
+    collect,
+    git_revision,
+    iso_now,
+    machine_facts,
+    new_run_dir,
+    package_versions,
+    write_cell,
+    write_json,
+)
+from loadtests.sampler import QueueProbe, ServerSampler
+from loadtests.services import free_port
+from loadtests.summary import summarize, write_summary
+
+DEFAULT_OUT = Path("reports/runs")
+QUIET_S = 0.3  # no upstream call in flight and none started for this long: the previous cell is over
+SETTLE_MAX_S = 10.0  # longer than this and the system is still draining a backlog: restart or reset it
+HTTP_TIMEOUT_S = 5.0
+
+
+class Target(Protocol):
+    """What the sweep needs of the systems under test (EmbeddedStack has all of it)."""
+
+    @property
+    def urls(self) -> dict[str, str]: ...
+    @property
+    def queue_name(self) -> str: ...
+    def pids(self) -> dict[str, list[int]]: ...
+    def scale_workers(self, n: int) -> None: ...
+    def restart_baseline(self, mode: str, processes: int, threads: int | None = None) -> None: ...
+    def reset(self) -> None: ...
+
+
+@dataclass
+class ExternalTarget:
+    """`--target api=URL,baseline=URL[,mock=URL][,redis=URL]`: systems someone else runs and sizes."""
+
+    given: dict[str, str]
+    queue_name: str = field(default_factory=lambda: os.environ.get("QUEUE_NAME", "ragload"))
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return dict(self.given)
+
+    def pids(self) -> dict[str, list[int]]:
+        return {}
+
+    def scale_workers(self, n: int) -> None:
+        pass  # not ours: the cell records the worker count the broker reports
+
+    def restart_baseline(self, mode: str, processes: int, threads: int | None = None) -> None:
+        pass
+
+    def reset(self) -> None:
+        if self.given.get("redis"):
+            from redis import Redis
+            from rq import Queue
+
+            with Redis.from_url(self.given["redis"]) as connection:
+                Queue(self.queue_name, connection=connection).empty()
+
+
+def parse_target(text: str) -> ExternalTarget:
+    pairs = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    unknown = set(pairs) - {"api", "baseline", "mock", "redis"}
+    if unknown or not pairs:
+        raise ValueError(f"--target takes api=URL,baseline=URL[,mock=URL][,redis=URL], got '{text}'")
+    return ExternalTarget({k: v.rstrip("/") for k, v in pairs.items()})
+
+
+# ---- the mock's control API --------------------------------------------------------------------------------
+
+
+def _http_json(url: str, method: str = "GET", body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+        raw = response.read()
+    return dict(json.loads(raw)) if raw else {}
+
+
+def wait_quiet(mock_url: str | None, timeout_s: float = SETTLE_MAX_S) -> bool:
+    """True once the mock has had no call in flight and none new for QUIET_S (or there is no mock)."""
+    if not mock_url:
+        time.sleep(QUIET_S)
+        return True
+    deadline = time.monotonic() + timeout_s
+    last: tuple[int, int] | None = None
+    while time.monotonic() < deadline:
+        stats = _http_json(f"{mock_url}/_mock/stats")
+        now = (int(stats["in_flight"]), int(stats["requests"]))
+        if now[0] == 0 and now == last:
+            return True
+        last = now
+        time.sleep(QUIET_S)
+    return False
+
+
+# ---- one cell ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepState:
+    baseline: tuple[str, int, int | None] | None
+    started: float = field(default_factory=time.monotonic)
+    overheads: list[float] = field(default_factory=list)  # cell wall time beyond warm-up + duration
+
+
+def prepare(cell: Cell, target: Target, state: SweepState, seed: int) -> dict[str, Any]:
+    began = time.monotonic()
+    mock = target.urls.get("mock")
+    target.reset()
+    settled = wait_quiet(mock)
+    if cell.baseline_key is not None and (cell.baseline_key != state.baseline or not settled):
+        mode, processes, threads = cell.baseline_key
+        target.restart_baseline(mode, processes, threads)
+        state.baseline = cell.baseline_key
+    if cell.workers is not None:
+        target.scale_workers(cell.workers)
+    target.reset()
+    if mock:
+        _http_json(f"{mock}/_mock/config", "PUT", {"seed": seed})
+        _http_json(f"{mock}/_mock/stats", "DELETE")
+    return {"settled_before": settled, "prepare_s": round(time.monotonic() - began, 2)}
+
+
+def host_for(cell: Cell, target: Target) -> str:
+    key = "api" if cell.architecture == "queued" else "baseline"
+    url = target.urls.get(key)
+    if not url:
+        raise ValueError(f"cell {cell.cell_id} needs the {key} URL (--target {key}=URL)")
+    return url
+
+
+def run_cell(
+    cell: Cell, target: Target, run_dir: Path, profile: Profile, args: argparse.Namespace, state: SweepState
+) -> dict[str, Any]:
+    seed = profile.run.seed * 1000 + cell.index
+    extra = prepare(cell, target, state, seed)
+    cell_dir = run_dir / "cells" / cell.cell_id
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    locust = LocustRun(
+        cell=cell,
+        host=host_for(cell, target),
+        samples_dir=cell_dir / "raw",
+        log_path=cell_dir / "locust.log",
+        generator_processes=args.locust_workers or 1,
+        seed=seed,
+        probe_interval_s=profile.run.probe_interval_s,
+        top_k=profile.run.top_k,
+    )
+    queue = QueueProbe(target.urls.get("redis"), target.queue_name)
+    locust.start()
+    sampler = ServerSampler(target.pids, locust.pids, queue).start()
+    try:
+        locust.wait()
+    finally:
+        server_rows = sampler.stop()
+        queue.close()
+    data = collect(cell, cell_dir / "raw", server_rows, fallback_start=locust.started)
+    if not args.keep_raw:
+        for path in (cell_dir / "raw").glob("raw-*.csv"):
+            path.unlink()
+        (cell_dir / "raw").rmdir()
+    mock = target.urls.get("mock")
+    if mock:
+        extra["mock_stats"] = _http_json(f"{mock}/_mock/stats")
+    extra["generator_processes"] = locust.generator_processes
+    write_cell(cell_dir, cell, data, extra)
+    return summarize(cell, data.samples, data.server, data.late_arrivals, data.completed_ok)
+
+
+# ---- progress ------------------------------------------------------------------------------------------
+
+
+def remaining_s(cells: Sequence[Cell], state: SweepState) -> float:
+    overhead = sum(state.overheads) / len(state.overheads) if state.overheads else 5.0
+    return sum(c.warmup_s + c.duration_s + overhead for c in cells)
+
+
+def progress_line(i: int, n: int, cell: Cell, state: SweepState, left: Sequence[Cell]) -> str:
+    elapsed = time.monotonic() - state.started
+    return f"[{i}/{n}] {cell.cell_id}  elapsed {elapsed:.0f} s, ~{remaining_s(left, state):.0f} s left"
+
+
+def result_line(row: Mapping[str, Any]) -> str:
+    flag = "  GENERATOR SATURATED" if row["generator_saturated"] else ""
+    late = f", {row['late_arrivals']} late arrivals" if row.get("late_arrivals") else ""
+    return (
+        f"      {row['requests']} requests, {row['timeouts']} timeouts, {row['errors']} errors; "
+        f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; {row['throughput_rps']} rps "
+        f"of ideal {row['ideal_rps']} ({row['ideal_bound']}); "
+        f"generator {row['generator_cpu_pct']} %{late}{flag}"
+    )
+
+
+# ---- the command ---------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="quick", help="quick | default | full, or a path to a .toml")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"parent folder of the run (default {DEFAULT_OUT})"
+    )
+    parser.add_argument(
+        "--target",
+        help="use running systems instead of starting the embedded stack: "
+        "api=URL,baseline=URL[,mock=URL][,redis=URL]",
+    )
+    parser.add_argument(
+        "--locust-workers", type=int, default=0, help="distributed Locust: a master and N worker processes"
+    )
+    parser.add_argument("--only", help="run only the cells whose id contains this text")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="list the cells and the expected time, run nothing"
+    )
+    parser.add_argument(
+        "--keep-raw", action="store_true", help="keep each generator process's raw sample file"
+    )
+    parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="skip measuring the per-request overhead at zero upstream latency (ideal_rps then uses the "
+        "configured latency alone)",
+    )
+
+
+def start_stack(profile: Profile, cells: Sequence[Cell], run_dir: Path) -> AbstractContextManager[Target]:
+    from loadtests.stack import EmbeddedStack
+
+    queued = [c for c in cells if c.workers is not None]
+    first_sync = next((c for c in cells if c.baseline_key is not None), None)
+    mode, processes, threads = (
+        first_sync.baseline_key if first_sync and first_sync.baseline_key else ("threadpool", 1, None)
+    )
+    stack = EmbeddedStack(
+        api_port=free_port(),
+        mock_port=free_port(),
+        baseline_port=free_port(),
+        workers=(queued[0].workers or 1) if queued else 1,
+        baseline_mode=mode,
+        baseline_processes=processes,
+        baseline_threads=threads,
+        mock_args=profile.mock.args(profile.run.seed),
+        with_baseline=first_sync is not None,
+        # The baseline answers 504 at the same deadline as the clients give up (one deadline for both).
+        env={"BASELINE_REQUEST_TIMEOUT_S": str(profile.run.deadline_s)},
+        log_dir=run_dir / "logs",
+    )
+    return stack
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        profile = load_profile(args.profile)
+        target = parse_target(args.target) if args.target else None
+    except (ProfileError, ValueError) as exc:
+        print(f"ragload bench: {exc}", file=sys.stderr)
+        return 2
+    cells = [c for c in expand(profile) if not args.only or args.only in c.cell_id]
+    if not cells:
+        print(f"ragload bench: no cell id contains '{args.only}'", file=sys.stderr)
+        return 2
+    expected_min = estimated_wall_s(profile, cells) / 60
+    print(f"profile {args.profile}: {len(cells)} cells, expected about {expected_min:.1f} min")
+    if args.dry_run:
+        for cell in cells:
+            print(f"  {cell.cell_id}")
+        return 0
+    run_dir = new_run_dir(args.out)
+    print(f"run folder {run_dir}", flush=True)
+    meta: dict[str, Any] = {
+        "started": iso_now(),
+        "git": git_revision(),
+        "machine": machine_facts(),
+        "packages": package_versions(),
+        "command": sys.argv,
+        "load_mode": {c.cell_id: c.load for c in cells},
+    }
+    write_json(run_dir / "meta.json", meta)
+    write_json(run_dir / "config.json", run_config(args, profile, cells))
+    state = SweepState(baseline=None)
+    rows: list[dict[str, Any]] = []
+    context: AbstractContextManager[Target] = (
+        nullcontext(target) if target else start_stack(profile, cells, run_dir)
+    )
+    try:
+        with context as stack:
+            state.baseline = _initial_baseline(cells) if target is None else None
+            meta["stack_ready_s"] = round(time.monotonic() - state.started, 1)
+            print(f"stack ready after {meta['stack_ready_s']} s: {stack.urls}", flush=True)
+            overhead: dict[str, float] = {}
+            if args.calibrate and target is None:  # only a stack we size ourselves can be calibrated
+                overhead = calibrate.measure(stack.urls, stack.scale_workers, stack.reset)
+            meta["overhead_ms"] = overhead
+            print(f"machinery overhead per request at zero upstream latency (ms): {overhead}", flush=True)
+            cells = [replace(c, overhead_ms=overhead.get(c.architecture, 0.0)) for c in cells]
+            write_json(run_dir / "config.json", {**run_config(args, profile, cells), "overhead_ms": overhead})
+            for i, cell in enumerate(cells, 1):
+                print(progress_line(i, len(cells), cell, state, cells[i - 1 :]), flush=True)
+                began = time.monotonic()
+                row = run_cell(cell, stack, run_dir, profile, args, state)
+                state.overheads.append(time.monotonic() - began - cell.warmup_s - cell.duration_s)
+                rows.append(row)
+                print(result_line(row), flush=True)
+                write_summary(run_dir / "summary.csv", rows)
+    except (LocustError, urllib.error.URLError, OSError, RuntimeError) as exc:
+        print(f"ragload bench: stopped: {exc}", file=sys.stderr)
+        meta["error"] = str(exc)
+        return 1
+    finally:
+        meta["ended"] = iso_now()
+        meta["wall_s"] = round(time.monotonic() - state.started, 1)
+        write_json(run_dir / "meta.json", meta)
+    print(f"done in {meta['wall_s'] / 60:.1f} min; summary: {run_dir / 'summary.csv'}")
+    if not args.no_report:
+        build(run_dir)
+    return 0
+
+
+def _initial_baseline(cells: Sequence[Cell]) -> tuple[str, int, int | None] | None:
+    return next((c.baseline_key for c in cells if c.baseline_key is not None), None)
+
+
+def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]) -> dict[str, Any]:
+    from mocks.latency import LatencySpec
+
+    chat, embed = LatencySpec.parse(profile.mock.chat_latency), LatencySpec.parse(profile.mock.embed_latency)
+    return {
+        "profile": args.profile,
+        "resolved": profile.model_dump(),
+        "deadline_s": profile.run.deadline_s,
+        "service_time_model": {
+            "chat_latency": profile.mock.chat_latency,
+            "embed_latency": profile.mock.embed_latency,
+            "chat_mean_ms": round(chat.mean * 1000, 3),
+            "embed_mean_ms": round(embed.mean * 1000, 3),
+            "service_time_ms": round(profile.mock.service_time_s * 1000, 3),
+            "calls_per_request": {"embeddings": 1, "chat": 1},
+        },
+        "target": args.target or "embedded",
+        "locust_workers": args.locust_workers,
+        "cells": [c.as_dict() for c in cells],
+        "expected_wall_s": round(estimated_wall_s(profile, list(cells))),
+    }
+
+
+def build(run_dir: Path) -> None:
+    try:
+        from reports.build import build_report
+    except ImportError:
+        print("no report builder (reports/build.py) in this tree: the run folder is complete without it")
+        return
+    path = build_report(run_dir)
+    print(f"report: {path}")

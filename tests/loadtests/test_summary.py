@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from loadtests.profile import Cell
+from loadtests.samples import Sample, read_samples, write_samples
+from loadtests.summary import SUMMARY_COLUMNS, ideal_rps, percentile, summarize, write_summary
+
+QUEUED = Cell(
+    index=1,
+    cell_id="01-queued",
+    architecture="queued",
+    mode="longpoll",
+    load="closed",
+    workers=4,
+    users=12,
+    rate=None,
+    duration_s=10.0,
+    warmup_s=2.0,
+    deadline_s=5.0,
+    service_time_ms=250.0,
+)
+
+
+def e2e(latency_ms: float, outcome: str = "ok", status: int = 200, t: float = 3.0) -> Sample:
+    return Sample(t, "queued", "longpoll", "e2e", latency_ms, outcome, status, 10.0, 250.0, 1)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([], 50) is None
+
+
+def test_timeouts_count_as_the_deadline_and_are_never_dropped() -> None:
+    samples = [e2e(100.0) for _ in range(90)] + [e2e(5000.0, "timeout", 0) for _ in range(10)]
+    row = summarize(QUEUED, samples)
+    assert (row["requests"], row["ok"], row["timeouts"], row["errors"]) == (100, 90, 10, 0)
+    assert row["timeout_rate"] == 0.1
+    assert row["p50_ms"] == 100.0
+    assert row["p95_ms"] == 5000.0 and row["p99_ms"] == 5000.0 and row["max_ms"] == 5000.0
+    assert row["throughput_rps"] == 9.0  # 90 ok in 10 s: timeouts are not throughput
+
+
+def test_a_timeout_recorded_short_still_counts_as_the_deadline() -> None:
+    """A 504 from the server's own deadline may arrive a little early; it still counts as the deadline."""
+    row = summarize(QUEUED, [e2e(100.0), e2e(4990.0, "timeout", 504)])
+    assert row["max_ms"] == 5000.0 and row["timeouts"] == 1
+
+
+def test_errors_are_counted_in_latency_but_not_in_throughput() -> None:
+    samples = [e2e(200.0) for _ in range(8)] + [e2e(30.0, "error", 503), e2e(40.0, "error", 0)]
+    row = summarize(QUEUED, samples)
+    assert (row["requests"], row["ok"], row["errors"], row["timeouts"]) == (10, 8, 2, 0)
+    assert row["throughput_rps"] == 0.8
+    assert row["p50_ms"] == 200.0 and row["mean_ms"] == pytest.approx((8 * 200 + 70) / 10)
+
+
+def test_submit_probe_and_queue_figures_come_from_their_own_rows() -> None:
+    samples = [e2e(300.0)]
+    samples += [replace(e2e(float(ms)), kind="submit", queue_wait_ms=None, run_ms=None, polls=None)
+                for ms in range(1, 101)]  # fmt: skip
+    samples += [Sample(3.0, "queued", "longpoll", "probe", 2.0, "ok", 200) for _ in range(5)]
+    samples.append(Sample(4.0, "queued", "longpoll", "probe", 5000.0, "timeout", 0))
+    row = summarize(QUEUED, samples)
+    assert row["requests"] == 1
+    assert row["submit_p99_ms"] == 99.0
+    assert row["probe_p99_ms"] == 5000.0 and row["probe_timeouts"] == 1
+    assert row["mean_queue_wait_ms"] == 10.0 and row["mean_run_ms"] == 250.0 and row["mean_polls"] == 1.0
+
+
+def test_throughput_uses_completions_when_given() -> None:
+    row = summarize(QUEUED, [e2e(100.0)] * 5, completed_ok=150)
+    assert row["throughput_rps"] == 15.0 and row["offered_rps"] == 0.5
+
+
+def test_ideal_rps_server_and_client_bounds() -> None:
+    assert ideal_rps(QUEUED) == (pytest.approx(16.0), "server")  # 4 / 0.25 s; 12 users allow 48
+    few_users = replace(QUEUED, users=2)
+    assert ideal_rps(few_users) == (pytest.approx(8.0), "client")
+    open_loop = replace(QUEUED, load="open", users=None, rate=10.0)
+    assert ideal_rps(open_loop) == (10.0, "client")
+    sync = replace(QUEUED, architecture="sync", mode="threadpool", workers=None, concurrency=8, users=100)
+    assert ideal_rps(sync) == (pytest.approx(32.0), "server")
+    asyncio = replace(sync, mode="asyncio", concurrency=None, users=20)
+    assert ideal_rps(asyncio) == (pytest.approx(80.0), "client")  # upstream-bound: users / S
+
+
+def test_generator_cpu_is_averaged_over_the_window_and_flagged() -> None:
+    rows = [
+        {"t": 1.0, "cpu_generator": 100.0, "queue_depth": 50},  # warm-up: ignored
+        {"t": 3.0, "cpu_generator": 85.0, "queue_depth": 3, "busy_workers": 4},
+        {"t": 3.5, "cpu_generator": 95.0, "queue_depth": 7, "busy_workers": 4},
+    ]
+    row = summarize(QUEUED, [e2e(100.0)], rows)
+    assert row["generator_cpu_pct"] == 90.0 and row["generator_saturated"] is True
+    assert row["max_queue_depth"] == 7 and row["mean_busy_workers"] == 4.0
+    calm = summarize(QUEUED, [e2e(100.0)], [{"t": 3.0, "cpu_generator": 20.0}])
+    assert calm["generator_saturated"] is False
+
+
+def test_open_loop_late_arrivals_mean_the_pool_was_exhausted() -> None:
+    open_loop = replace(QUEUED, load="open", users=None, rate=10.0)
+    assert summarize(open_loop, [e2e(1.0)], late_arrivals=3)["pool_exhausted"] is True
+    assert summarize(open_loop, [e2e(1.0)], late_arrivals=0)["pool_exhausted"] is False
+    assert summarize(QUEUED, [e2e(1.0)])["pool_exhausted"] is None
+
+
+def test_empty_cell_summarises_without_crashing() -> None:
+    row = summarize(QUEUED, [])
+    assert row["requests"] == 0 and row["p99_ms"] is None and row["throughput_rps"] == 0.0
+
+
+def test_samples_and_summary_round_trip(tmp_path: Path) -> None:
+    samples = [e2e(12.5), replace(e2e(5000.0, "timeout", 0), queue_wait_ms=None, run_ms=None, polls=3)]
+    write_samples(tmp_path / "samples.csv", samples)
+    header = (tmp_path / "samples.csv").read_text().splitlines()[0]
+    assert header == "t,architecture,mode,kind,latency_ms,outcome,status,queue_wait_ms,run_ms,polls"
+    assert read_samples(tmp_path / "samples.csv") == samples
+    write_summary(tmp_path / "summary.csv", [summarize(QUEUED, samples)])
+    lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert lines[0].split(",") == list(SUMMARY_COLUMNS) and len(lines) == 2
