@@ -17,6 +17,7 @@ TIMEOUT_ONSET = 0.01  # a cell "times out" when more than 1 % of its requests pa
 SCALING_STOP = 0.10  # a worker "stops paying" when it adds less than 10 % of one worker's ideal throughput
 IDEAL_TOLERANCE = 0.10  # the issue's acceptance bound: queued throughput within 10 % of ideal_rps
 CAPACITY_TOLERANCE = 0.10  # capacities this close count as "the same size" in a queued vs sync comparison
+THROUGHPUT_DIFFERENCE = 0.10  # ok throughputs further apart than this are worth a queued vs sync line
 LOAD_NAMES = {"closed": "closed loop", "open": "open loop"}
 
 
@@ -186,14 +187,8 @@ def _ratio_line(
         f"{ratio:.2f}× that of {sync_name} ({relation}: {format_ms(queued.p99_ms)} vs "
         f"{format_ms(sync.p99_ms)})."
     )
-    capacities = server_capacity(queued), server_capacity(sync)
-    if None not in capacities:
-        low, high = sorted(c or 0.0 for c in capacities)
-        if high > (1 + CAPACITY_TOLERANCE) * low:
-            text += (
-                f" Their capacities differ ({capacities[0]:.1f} vs {capacities[1]:.1f} req/s), so this "
-                "compares these configurations, not the architectures alone."
-            )
+    if _same_capacity(queued, sync) is False:
+        text += _capacity_differs_note(queued, sync)
     capped = [
         c for c in (queued, sync) if deadline_s and c.p99_ms is not None and c.p99_ms >= deadline_s * 1000
     ]
@@ -201,6 +196,119 @@ def _ratio_line(
         names = " and ".join(series_name(c) for c in capped)
         text += f" The p99 of {names} sits at the deadline: the real tail is longer than shown."
     return Verdict(topic, text)
+
+
+def _same_capacity(queued: CellSummary, sync: CellSummary) -> bool | None:
+    """Whether both server sides can serve the same rate (within 10 %); None when a capacity is unknown."""
+    gap = _capacity_gap(queued, sync)
+    return None if gap is None else gap <= CAPACITY_TOLERANCE
+
+
+def _capacity_gap(queued: CellSummary, sync: CellSummary) -> float | None:
+    queued_capacity, sync_capacity = server_capacity(queued), server_capacity(sync)
+    if queued_capacity is None or sync_capacity is None:
+        return None
+    low, high = sorted((queued_capacity, sync_capacity))
+    return high / low - 1 if low > 0 else None
+
+
+def _capacity_differs_note(queued: CellSummary, sync: CellSummary) -> str:
+    return (
+        f" Their capacities differ ({server_capacity(queued) or 0:.1f} vs {server_capacity(sync) or 0:.1f} "
+        "req/s), so this compares these configurations, not the architectures alone."
+    )
+
+
+def outcome_comparison(cells: Sequence[CellSummary]) -> list[Verdict]:
+    """Queued vs sync timeout rate and ok throughput at each load both ran at, per load mode.
+
+    One line per load level at most, and only where the two differ (timeouts above 1 % on either side, or
+    throughput more than 10 % apart): p99 alone hides the difference once both tails sit at the deadline.
+    """
+    topic = "queued vs sync outcomes"
+    usable = [c for c in measured(cells) if c.throughput_rps is not None]
+    architectures = {c.architecture for c in usable}
+    if not {"queued", "sync"} <= architectures:
+        missing = " and ".join(sorted({"queued", "sync"} - architectures))
+        text = f"No measured {missing} cells in this run: cannot compare timeouts and throughput."
+        return [Verdict(topic, text, False)]
+    lines = []
+    for load in sorted({c.load for c in usable}):
+        queued = [c for c in usable if c.load == load and c.architecture == "queued"]
+        sync = [c for c in usable if c.load == load and c.architecture == "sync"]
+        where = LOAD_NAMES.get(load, load)
+        levels = {c.load_value for c in queued} & {c.load_value for c in sync}
+        common = sorted(v for v in levels if v is not None)
+        if not common:
+            text = (
+                f"{where.capitalize()}: no load level was run on both architectures: "
+                "cannot compare timeouts and throughput."
+            )
+            lines.append(Verdict(topic, text, False))
+            continue
+        for level in common:
+            pairs = [(q, s) for q in queued if q.load_value == level for s in sync if s.load_value == level]
+            chosen_queued, chosen_sync = min(pairs, key=_pair_preference)
+            if _outcomes_differ(chosen_queued, chosen_sync):
+                lines.append(Verdict(topic, _outcome_text(chosen_queued, chosen_sync, where)))
+    return lines
+
+
+def _pair_preference(pair: tuple[CellSummary, CellSummary]) -> tuple[bool, float, int, str, str, str]:
+    """Closest capacities first (equal size compares the architectures), then the most workers."""
+    queued, sync = pair
+    gap = _capacity_gap(queued, sync)
+    return (gap is None, gap or 0.0, -(queued.workers or 0), queued.mode, sync.mode, sync.config_label)
+
+
+def _spread(a: float, b: float) -> float:
+    """How far apart two non-negative rates are, as a fraction of the smaller one."""
+    low, high = sorted((a, b))
+    if high <= 0:
+        return 0.0
+    return high / low - 1 if low > 0 else float("inf")
+
+
+def _served(cell: CellSummary) -> float:
+    """Ok throughput per offered request/s (open-loop arrivals are random: offered rates differ a little)."""
+    offered = cell.number("offered_rps")
+    return (cell.throughput_rps or 0) / offered if offered else cell.throughput_rps or 0
+
+
+def _outcomes_differ(queued: CellSummary, sync: CellSummary) -> bool:
+    if max(queued.timeout_rate or 0, sync.timeout_rate or 0) > TIMEOUT_ONSET:
+        return True
+    if _spread(queued.throughput_rps or 0, sync.throughput_rps or 0) <= THROUGHPUT_DIFFERENCE:
+        return False
+    # In open loop a gap that only mirrors a gap in offered load (both kept up) is not the systems' doing.
+    return queued.load != "open" or _spread(_served(queued), _served(sync)) > THROUGHPUT_DIFFERENCE
+
+
+def _outcome_text(queued: CellSummary, sync: CellSummary, where: str) -> str:
+    q_rps, s_rps = queued.throughput_rps or 0, sync.throughput_rps or 0
+    sync_name = f"sync/{sync.mode}" + (f" ({sync.config_label})" if sync.config_label else "")
+    text = (
+        f"At {format_load(sync)} ({where}), queued/{queued.mode} with {queued.workers} workers timed out "
+        f"{100 * (queued.timeout_rate or 0):.1f} % of requests and completed {q_rps:.1f} req/s; {sync_name} "
+        f"timed out {100 * (sync.timeout_rate or 0):.1f} % and completed {s_rps:.1f} req/s"
+    )
+    if _spread(q_rps, s_rps) <= THROUGHPUT_DIFFERENCE:
+        text += ": about the same throughput."
+    elif min(q_rps, s_rps) <= 0:
+        text += f": only {'the queued system' if q_rps > 0 else 'the baseline'} completed any request."
+    elif q_rps > s_rps:
+        text += f": the queued system completed {q_rps / s_rps:.1f}× the baseline's throughput."
+    else:
+        text += f": the baseline completed {s_rps / q_rps:.1f}× the queued system's throughput."
+    same = _same_capacity(queued, sync)
+    if same:
+        text += (
+            f" Both can serve about {server_capacity(queued) or 0:.1f} req/s at most, so the difference "
+            "is the architecture's."
+        )
+    elif same is False:
+        text += _capacity_differs_note(queued, sync)
+    return text
 
 
 def per_worker_ideal(cells: Sequence[CellSummary], service: ServiceModel | None) -> float | None:
@@ -398,6 +506,7 @@ def compute_verdict(run: RunData) -> list[Verdict]:
     return [
         *baseline_timeouts(cells, deadline),
         *p99_ratio(cells, deadline),
+        *outcome_comparison(cells),
         *worker_scaling(cells, run.service_model()),
         *ideal_closeness(cells),
         *queued_timeouts(cells),

@@ -11,6 +11,7 @@ from reports.verdict import (
     compute_verdict,
     generator_limits,
     ideal_closeness,
+    outcome_comparison,
     p99_ratio,
     worker_scaling,
 )
@@ -119,6 +120,98 @@ def test_p99_ratio_notes_different_capacities_and_capped_tails() -> None:
     (line,) = p99_ratio(cells, deadline_s=30)
     assert "capacities differ" in line.text  # 2 workers vs 8 threads
     assert "sits at the deadline" in line.text
+
+
+def open_cell(
+    architecture: str, rate: float, requests: int, timeouts: int, ok_rps: float, **extra: Any
+) -> CellSummary:
+    """An open-loop cell; server capacity = workers (queued) or concurrency (sync) / 0.32 s."""
+    return cell(
+        cell_id=f"{architecture}-r{rate:g}",
+        architecture=architecture,
+        mode=extra.pop("mode", "longpoll" if architecture == "queued" else "threadpool"),
+        load="open",
+        rate=rate,
+        requests=requests,
+        timeouts=timeouts,
+        throughput_rps=ok_rps,
+        offered_rps=extra.pop("offered_rps", rate),
+        p99_ms=8000.0,
+        service_time_ms=320,
+        **extra,
+    )
+
+
+def test_outcomes_compare_timeouts_and_throughput_where_p99_is_capped_at_the_deadline() -> None:
+    cells = [
+        open_cell("queued", 36, requests=512, timeouts=24, ok_rps=24.4, workers=8),
+        open_cell(
+            "sync", 36, requests=541, timeouts=464, ok_rps=10.73, processes=1, threads=8, concurrency=8
+        ),
+    ]
+    (line,) = outcome_comparison(cells)
+    assert line.supported
+    assert line.text.startswith(
+        "At 36 req/s (open loop), queued/longpoll with 8 workers timed out 4.7 % of requests and completed "
+        "24.4 req/s; sync/threadpool (p1 t8) timed out 85.8 % and completed 10.7 req/s"
+    )
+    assert "queued system completed 2.3× the baseline's throughput" in line.text
+    assert "Both can serve about 25.0 req/s at most" in line.text  # 8 / 0.32 s on both sides
+    assert "equal" in texts(p99_ratio(cells, deadline_s=8))  # the p99 line alone sees no difference
+
+
+def test_outcomes_skip_loads_where_both_sides_kept_up() -> None:
+    cells = [
+        open_cell("queued", 12, requests=192, timeouts=0, ok_rps=12.1, workers=8),
+        open_cell("sync", 12, requests=180, timeouts=1, ok_rps=11.6, concurrency=8),  # 0.6 % timeouts
+        # 24 % apart, but only because Poisson arrivals offered 24 % more: both served what came.
+        open_cell("queued", 6, requests=96, timeouts=0, ok_rps=6.5, offered_rps=6.4, workers=8),
+        open_cell("sync", 6, requests=78, timeouts=0, ok_rps=5.25, offered_rps=5.2, concurrency=8),
+    ]
+    assert outcome_comparison(cells) == []
+
+
+def test_outcomes_show_closed_loop_throughput_gap_and_different_capacities() -> None:
+    sync = cell(
+        architecture="sync",
+        mode="threadpool",
+        users=48,
+        throughput_rps=22.1,
+        concurrency=8,
+        service_time_ms=320,
+    )  # 8 threads: half the capacity of 16 workers
+    cells = [queued_cell(16, 47.0, users=48), sync]
+    (line,) = outcome_comparison(cells)
+    assert line.text.startswith("At 48 users (closed loop), queued/longpoll with 16 workers timed out 0.0 %")
+    assert "completed 2.1× the baseline's throughput" in line.text
+    assert "capacities differ (50.0 vs 25.0 req/s)" in line.text
+
+
+def test_outcomes_prefer_equal_capacity_and_print_one_line_per_load() -> None:
+    cells = [
+        open_cell("queued", 36, requests=500, timeouts=0, ok_rps=36.0, workers=16),
+        open_cell("queued", 36, requests=500, timeouts=30, ok_rps=24.0, workers=8),
+        open_cell("sync", 36, requests=500, timeouts=400, ok_rps=10.0, concurrency=8),
+        open_cell("sync", 36, requests=500, timeouts=300, ok_rps=14.0, concurrency=4, mode="blocking"),
+    ]
+    (line,) = outcome_comparison(cells)
+    assert "queued/longpoll with 8 workers timed out 6.0 %" in line.text
+    assert "sync/threadpool timed out 80.0 %" in line.text
+    assert "Both can serve about 25.0 req/s" in line.text
+
+
+def test_outcomes_cannot_compare_without_common_load_or_architecture() -> None:
+    cells = [
+        open_cell("queued", 36, requests=500, timeouts=30, ok_rps=24.0, workers=8),
+        open_cell("sync", 24, requests=500, timeouts=300, ok_rps=10.0, concurrency=8),
+    ]
+    (line,) = outcome_comparison(cells)
+    assert not line.supported
+    assert line.text == (
+        "Open loop: no load level was run on both architectures: cannot compare timeouts and throughput."
+    )
+    (no_sync,) = outcome_comparison(cells[:1])
+    assert not no_sync.supported and "No measured sync cells" in no_sync.text
 
 
 def test_scaling_stop_detected_where_marginal_gain_drops_below_ten_percent() -> None:
