@@ -10,6 +10,11 @@ OPENAI_BASE_URL is set; `ragload ingest` if the index is missing; `ragload api`;
 RQ's warm shutdown: the job in hand is finished first); `ragload baseline`. Children inherit the
 environment plus REDIS_URL, OPENAI_BASE_URL and a PROMETHEUS_MULTIPROC_DIR shared by the API and its
 workers (the baseline gets its own).
+
+`ragload up --autoscale MIN:MAX` adds `StackAutoscaling`: system/autoscale.py's policy applied to the
+stack's workers from a thread, while the supervisor loop replaces workers that die. The worker list is
+guarded by a lock; a worker the autoscaler removes leaves the list before it is stopped, so the
+supervisor never sees it as dead and never brings it back, and a respawn keeps the count the autoscaler set.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import logging
 import os
 import signal
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -41,6 +47,7 @@ from loadtests.services import (
     ragload_command,
     stop_all,
 )
+from system.autoscale import Autoscaler, Load, ScalePolicy, parse_bounds
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +110,11 @@ class EmbeddedStack:
         self._ingest: ManagedProcess | None = None
         self._baseline_env: dict[str, str] = {}  # the baseline's own PROMETHEUS_MULTIPROC_DIR
         self._worker_serial = 0
+        # Guards `workers`, `worker_count` and `_stopped`: the autoscaler's thread scales while the
+        # supervisor loop respawns. Held only to change the list, never while waiting on a process.
+        self._workers_lock = threading.RLock()
         self._started = False
+        self._stopped = False
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -128,7 +139,8 @@ class EmbeddedStack:
             self._prepare_metrics_dirs()
             api_argv = ragload_command("api", "--host", HOST, "--port", str(self.api_port))
             self.api = self._spawn("api", api_argv, port=self.api_port)
-            self.workers = [self._spawn_worker() for _ in range(self.worker_count)]
+            with self._workers_lock:
+                self.workers = [self._spawn_worker() for _ in range(self.worker_count)]
             if self.with_baseline:
                 self.baseline = self._spawn_baseline()
             self._wait_ready(self.api)
@@ -144,8 +156,10 @@ class EmbeddedStack:
         """Stop every child: workers first (they finish their job and report it), the broker last."""
         if self._ingest is not None:
             self._ingest.stop()
-        stop_all(self.workers)
-        self.workers = []
+        with self._workers_lock:
+            self._stopped = True  # a late scale_workers (another thread) must not start orphans now
+            workers, self.workers = self.workers, []
+        stop_all(workers)
         stop_all([part for part in (self.api, self.baseline, self.mock) if part is not None])
         if self.valkey is not None:
             self.valkey.stop()
@@ -154,17 +168,22 @@ class EmbeddedStack:
     # ---- what the sweep uses -------------------------------------------------------------------------------
 
     def scale_workers(self, n: int) -> None:
-        """Exactly `n` worker processes afterwards; removed ones finish their current job first."""
+        """Exactly `n` worker processes afterwards; removed ones finish their current job first.
+
+        Thread-safe. The list changes at once (under the lock); waiting for new workers to register and
+        for removed ones to finish their job happens outside it, so the supervisor is never held up.
+        """
         if n < 0:
             raise ValueError("n must be >= 0")
-        added = [self._spawn_worker() for _ in range(n - len(self.workers))]
-        self.workers.extend(added)
+        with self._workers_lock:
+            if self._stopped:
+                raise StackError("the stack is stopped: no more workers")
+            added = [self._spawn_worker() for _ in range(n - len(self.workers))]
+            removed, self.workers = self.workers[n:], self.workers[:n] + added
+            self.worker_count = n
         if added:
             self._wait_workers_ready(added)
-        if len(self.workers) > n:
-            removed, self.workers = self.workers[n:], self.workers[:n]
-            stop_all(removed)
-        self.worker_count = n
+        stop_all(removed)
 
     def restart_baseline(self, mode: str, processes: int, threads: int | None = None) -> None:
         if mode not in BASELINE_MODES:
@@ -218,7 +237,7 @@ class EmbeddedStack:
         """Role -> pids of every live process of that role, children included (uvicorn's, RQ's pool's)."""
         parts: dict[str, list[ManagedProcess | None]] = {
             "api": [self.api],
-            "worker": list(self.workers),
+            "worker": [*self.worker_processes()],
             "baseline": [self.baseline],
             "mock": [self.mock],
             "valkey": [self.valkey.process if self.valkey else None],
@@ -227,6 +246,11 @@ class EmbeddedStack:
             role: [pid for part in group if part and part.pid for pid in process_tree(part.pid)]
             for role, group in parts.items()
         }
+
+    def worker_processes(self) -> list[ManagedProcess]:
+        """A snapshot of the workers the stack manages (those being stopped by a scale-down excluded)."""
+        with self._workers_lock:
+            return list(self.workers)
 
     @property
     def queue_name(self) -> str:
@@ -242,11 +266,19 @@ class EmbeddedStack:
         return [part for part in parts if part is not None and part.proc is not None and not part.alive()]
 
     def respawn_dead_workers(self) -> list[ManagedProcess]:
-        """Replace each worker process that has exited; returns the dead ones."""
-        dead = [worker for worker in self.workers if not worker.alive()]
+        """Replace each worker process that has exited; returns the dead ones.
+
+        Only workers still in the list count: one removed by `scale_workers` left it before its SIGTERM, so
+        a scale-down is never undone here, and a replacement keeps the count the last scale set.
+        """
+        with self._workers_lock:
+            if self._stopped:
+                return []
+            dead = [worker for worker in self.workers if not worker.alive()]
+            for worker in dead:
+                self.workers[self.workers.index(worker)] = self._spawn_worker()
         for worker in dead:
             worker.stop(grace=0)  # reaps it and whatever of its group is left
-            self.workers[self.workers.index(worker)] = self._spawn_worker()
         return dead
 
     # ---- parts ---------------------------------------------------------------------------------------------
@@ -383,6 +415,8 @@ WATCH_INTERVAL_S = 0.5
 MAX_WORKER_RESPAWNS = 5  # per RESPAWN_WINDOW_S: more means a crash loop, and restarting again will not help
 RESPAWN_WINDOW_S = 60.0
 EXAMPLE_QUERY = "How do I serialize an object to a JSON formatted string?"
+AUTOSCALE_INTERVAL_S = 1.0  # one broker read a second: the policy's cooldowns are seconds long
+BROKER_TIMEOUT_S = 5.0  # a hung Valkey must not freeze the autoscaler's thread (a failed tick is skipped)
 
 
 class ShutdownRequested(Exception):
@@ -393,7 +427,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--mock-port", type=int, default=8100, help="unused when OPENAI_BASE_URL is set")
     parser.add_argument("--baseline-port", type=int, default=8001)
-    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (2)")
+    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (2; see --autoscale)")
+    parser.add_argument(
+        "--autoscale",
+        type=_bounds,
+        metavar="MIN:MAX",
+        help="start MIN workers and scale between MIN and MAX on queue length (wins over --workers)",
+    )
     parser.add_argument("--baseline-mode", choices=BASELINE_MODES, default="threadpool")
     parser.add_argument("--baseline-processes", type=int, default=1)
     parser.add_argument("--baseline-threads", type=int, help="thread pool size per baseline process")
@@ -408,13 +448,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", type=Path, help="folder for each part's log (default: a temp folder)")
 
 
+def _bounds(text: str) -> tuple[int, int]:
+    try:
+        return parse_bounds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="ragload up: %(message)s")
+    # StackAutoscaling prints its own line per change (with the load); the loop's log line would repeat it.
+    logging.getLogger("system.autoscale").setLevel(logging.WARNING)
     stack = EmbeddedStack(
         api_port=args.api_port,
         mock_port=args.mock_port,
         baseline_port=args.baseline_port,
-        workers=args.workers,
+        workers=args.autoscale[0] if args.autoscale else args.workers,
         baseline_mode=args.baseline_mode,
         baseline_processes=args.baseline_processes,
         baseline_threads=args.baseline_threads,
@@ -424,9 +473,12 @@ def main(args: argparse.Namespace) -> int:
     )
     _raise_on_signals()
     code = 0
+    autoscaling: StackAutoscaling | None = None
     try:
         stack.start()
-        print(banner(stack), flush=True)
+        if args.autoscale:
+            autoscaling = StackAutoscaling(stack, policy_for(*args.autoscale)).start()
+        print(banner(stack, args.autoscale), flush=True)
         code = supervise(stack)
     except ShutdownRequested:
         print("ragload up: stopping every part…", flush=True)
@@ -436,6 +488,8 @@ def main(args: argparse.Namespace) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
+        if autoscaling is not None:
+            autoscaling.stop()  # before the stack: it must not scale what is being stopped
         stack.stop()
     print(f"ragload up: stopped (logs in {stack.log_dir})", flush=True)
     return code
@@ -478,13 +532,79 @@ def supervise(stack: EmbeddedStack) -> int:
             return 1
 
 
-def banner(stack: EmbeddedStack) -> str:
+def policy_for(min_workers: int, max_workers: int) -> ScalePolicy:
+    """The policy `ragload up --autoscale MIN:MAX` applies (system/autoscale.py's default timings)."""
+    return ScalePolicy(min_workers=min_workers, max_workers=max_workers)
+
+
+class StackAutoscaling:
+    """system/autoscale.py's `Autoscaler` applied to an `EmbeddedStack`'s workers, from a thread.
+
+    Load comes from Valkey (`broker_snapshot`); the current count from the stack's own worker list (a
+    SIGKILLed worker stays registered in Valkey for minutes; the list does not lie). Each change is
+    announced in one line, after the stack has scaled. `stop()` it before stopping the stack.
+    """
+
+    def __init__(
+        self,
+        stack: EmbeddedStack,
+        policy: ScalePolicy,
+        *,
+        interval_s: float = AUTOSCALE_INTERVAL_S,
+        announce: Callable[[str], None] = lambda line: print(line, flush=True),
+    ) -> None:
+        self.stack = stack
+        self.announce = announce
+        self.queue_name = stack.queue_name
+        self.connection = redis.Redis.from_url(
+            stack.urls["redis"], socket_timeout=BROKER_TIMEOUT_S, socket_connect_timeout=BROKER_TIMEOUT_S
+        )
+        self.last_load = Load(queue_depth=0, busy_workers=0)
+        self.autoscaler = Autoscaler(
+            policy, self._read_load, self._current_workers, self._scale_to, interval_s=interval_s
+        )
+
+    def _read_load(self) -> Load:
+        from system.metrics import broker_snapshot
+
+        snapshot = broker_snapshot(self.connection, self.queue_name)
+        self.last_load = Load(queue_depth=snapshot.queue_depth, busy_workers=snapshot.busy_workers)
+        return self.last_load
+
+    def _current_workers(self) -> int:
+        return len(self.stack.worker_processes())
+
+    def _scale_to(self, workers: int) -> None:
+        before, load = self._current_workers(), self.last_load
+        self.stack.scale_workers(workers)
+        self.announce(
+            f"autoscale: {before} -> {workers} workers "
+            f"(queue depth {load.queue_depth}, busy {load.busy_workers})"
+        )
+
+    def start(self) -> StackAutoscaling:
+        self.autoscaler.start()
+        return self
+
+    def stop(self) -> None:
+        self.autoscaler.stop()
+        self.connection.close()
+
+    def __enter__(self) -> StackAutoscaling:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def banner(stack: EmbeddedStack, autoscale: tuple[int, int] | None = None) -> str:
     urls = stack.urls
     api = urls["api"]
+    workers = f"autoscaled {autoscale[0]}..{autoscale[1]}" if autoscale else str(stack.worker_count)
     lines = [
         "",
         "ragload stack is up (Ctrl-C stops every part)",
-        f"  queued API    {api}  (workers: {stack.worker_count}; OpenAPI docs at {api}/docs)",
+        f"  queued API    {api}  (workers: {workers}; OpenAPI docs at {api}/docs)",
     ]
     if "baseline" in urls:
         shape = f"{stack.baseline_mode}, {stack.baseline_processes} process(es)"

@@ -5,9 +5,11 @@ Each test checks with psutil that nothing it started outlives it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -25,7 +27,8 @@ from rq import Queue
 
 from loadtests.embedded_valkey import EmbeddedValkey
 from loadtests.services import free_port, ragload_command
-from loadtests.stack import EmbeddedStack, StackError, supervise
+from loadtests.stack import EmbeddedStack, StackAutoscaling, StackError, add_arguments, supervise
+from system.autoscale import ScalePolicy
 
 ZERO_LATENCY = ("--chat-latency", "const:0ms", "--embed-latency", "const:0ms")
 DOCS = {
@@ -33,6 +36,13 @@ DOCS = {
     "latency.md": "# Tail latency\n\nThe 99th percentile latency is the time 99 % of requests stay under.\n",
 }
 QUESTION = "What does a job queue decouple?"
+SLOW_CHAT = ("--chat-latency", "const:300ms", "--embed-latency", "const:0ms")  # a backlog builds up
+# Fast timings so the test sees a scale-up and the way back down within seconds (defaults: 2 s, 15 s, 5 s).
+QUICK_POLICY = ScalePolicy(
+    min_workers=1, max_workers=4, up_cooldown_s=0.5, down_stabilization_s=1.0, down_cooldown_s=0.5
+)
+AUTOSCALE_JOBS = 40
+ANNOUNCED = re.compile(r"^autoscale: (\d+) -> (\d+) workers \(queue depth (\d+), busy (\d+)\)$")
 UP_READY_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine: imports, ingest, index load
 
 
@@ -166,6 +176,62 @@ def test_whole_stack_answers_scales_resets_and_stops_clean(tmp_path: Path) -> No
     finally:
         stack.stop()
     assert seen and alive(seen) == []
+
+
+def test_autoscaling_follows_a_backlog_up_and_back_down(tmp_path: Path, redis_url: str) -> None:
+    env = {"RAGLOAD_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": redis_url, "OPENAI_BASE_URL": ""}
+    stack = EmbeddedStack(
+        api_port=free_port(),
+        mock_port=free_port(),
+        workers=1,
+        with_baseline=False,
+        mock_args=SLOW_CHAT,
+        env=env,
+        log_dir=tmp_path / "logs",
+        ingest_args=[str(write_docs(tmp_path / "docs"))],
+    )
+    announced: list[str] = []
+    counts: list[int] = []
+    respawned: list[str] = []
+    seen: list[int] = []
+    try:
+        stack.start()
+        api = stack.urls["api"]
+        with StackAutoscaling(stack, QUICK_POLICY, interval_s=0.2, announce=announced.append):
+            job_ids = [post_json(f"{api}/chat", {"query": QUESTION})["job_id"] for _ in range(AUTOSCALE_JOBS)]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                # What the supervisor of `ragload up` does meanwhile: no worker may have died, so a
+                # scaled-down worker showing up here would be one the respawn brings back.
+                respawned += [worker.name for worker in stack.respawn_dead_workers()]
+                counts.append(len(stack.worker_processes()))
+                seen += stack.pids()["worker"]
+                if max(counts) > 1 and counts[-1] == 1 and len(announced) >= 2:
+                    break
+                time.sleep(0.1)
+        statuses = [get_json(f"{api}/job-status?job_id={job_id}&wait=10", 15)["status"] for job_id in job_ids]
+    finally:
+        stack.stop()
+    assert respawned == []
+    assert max(counts) > 1 and counts[-1] == 1, (counts, announced)
+    changes = [ANNOUNCED.match(line) for line in announced]
+    assert all(changes), announced
+    first, last = changes[0], changes[-1]
+    assert first and last
+    assert first[1] == "1" and int(first[2]) > 1 and int(first[3]) > 0, announced  # up on a deep queue
+    assert last[2] == "1", announced
+    assert statuses == ["finished"] * AUTOSCALE_JOBS
+    assert seen and alive(seen) == []
+
+
+def test_up_parses_autoscale_bounds_and_refuses_bad_ones() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert parser.parse_args(["--autoscale", "1:4", "--workers", "6"]).autoscale == (1, 4)
+    assert parser.parse_args([]).autoscale is None
+    for bad in ("4:1", "3", "a:b", "0:0"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--autoscale", bad])
 
 
 def test_stack_refuses_a_busy_port_before_starting_anything(tmp_path: Path) -> None:
