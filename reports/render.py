@@ -157,8 +157,11 @@ METHODOLOGY = (
     (POST /chat → 202) and a light /healthz probe are measured separately, to show whether the API stays
     responsive.""",
     """Timeouts: one client deadline for both architectures ({deadline}). A request past it counts as a
-    timeout with latency = the deadline; it is never dropped from the percentiles. Throughput counts only
-    ok responses. Warm-up is excluded.""",
+    timeout with latency = the deadline; it is never dropped from the percentiles. Warm-up requests are
+    excluded from the latency and timeout counts. Throughput is the rate of ok responses that arrive inside
+    the measurement window, whenever their request started (a departure rate, free of the error at the
+    window's edges); so an overloaded cell can show some throughput although every request that started in
+    the window timed out: those answers belong to requests sent during warm-up.""",
     """Closed vs open loop: closed-loop users wait for each answer before sending the next, which hides
     tail latency (coordinated omission); open loop sends Poisson arrivals at a fixed rate whatever the
     system does. Every figure's title says which mode produced it.""",
@@ -166,7 +169,10 @@ METHODOLOGY = (
     the same mock upstream, so ratios between them are meaningful; absolute times depend on the machine and
     on the mock's latency model.""",
     """ideal_rps is the physical limit of a cell: W workers / S for the queued system, concurrency / S for
-    the baseline, or the client-side bound when lower (S = mean configured service time).""",
+    the baseline, or the client-side bound when lower. Here S is the mean configured service time plus
+    the machinery overhead per request measured at the start of the run (mock at zero latency), so a
+    cell's ideal_rps is a little below the plots' dashed "ideal W/S" line, which uses the configured
+    service time alone.""",
     """Predictions: closed loop with no think time is exact by Little's law (throughput =
     min(users, workers) / S, mean latency = users / throughput); open loop uses M/G/c with the Allen–Cunneen
     approximation (Erlang C M/M/c wait × (1 + CV²) / 2, CV² from the configured latency model; for a
