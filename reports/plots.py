@@ -24,7 +24,8 @@ from PIL import Image
 
 from reports.queueing import Prediction, ServiceModel, predict_closed, predict_open
 from reports.run_data import CellSummary, RunData
-from reports.verdict import TIMEOUT_ONSET, best_per_worker_count, measured, per_worker_ideal
+from reports.verdict import best_per_worker_count, per_worker_ideal
+from reports.verdict_text import TIMEOUT_ONSET, measured
 
 
 @dataclass(frozen=True)

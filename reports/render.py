@@ -11,7 +11,7 @@ from typing import Any
 from reports.plots import PlotFile
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData
-from reports.verdict import Verdict, format_ms
+from reports.verdict_text import Verdict, format_ms
 
 SYNTHETIC_NOTICE = (
     "Synthetic sample: this report was built from a simulated run folder, not from a measurement. "

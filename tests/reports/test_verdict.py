@@ -3,18 +3,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from reports.comparison import outcome_comparison, p99_ratio
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData, parse_summary_row
 from reports.verdict import (
-    Verdict,
     baseline_timeouts,
     compute_verdict,
     generator_limits,
     ideal_closeness,
-    outcome_comparison,
-    p99_ratio,
     worker_scaling,
 )
+from reports.verdict_text import Verdict
 
 SERVICE = ServiceModel(mean_s=0.32, cv2=0.06, source="test")  # one worker: 3.125 req/s at most
 
