@@ -6,6 +6,10 @@ Only the way `/chat` is served differs between the modes; the pipeline is the RA
 - blocking: an `async def` endpoint that calls the sync pipeline. THE COMMON MISTAKE, KEPT ON PURPOSE: the
   call blocks the event loop, so one process serves one request at a time (and even /healthz waits).
 - asyncio: an `async def` endpoint awaiting the async pipeline; only the upstream bounds concurrency.
+
+`/readyz` reports this process's LLM breaker (503 with Retry-After while it is open: /chat fails fast then);
+`/metrics` exposes the requests, LLM calls and breaker states of all the baseline's processes
+(sync_baseline/metrics.py).
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
+import pybreaker
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from sync_baseline.deadline import RequestDeadline
+from sync_baseline.metrics import RequestMetrics, forget_this_process, metrics_endpoint, track_breaker
 from sync_baseline.settings import BaselineSettings, Mode
+from system.breaker import breaker_status, configure_breaker
 from system.rag.errors import RagError
-from system.rag.http_errors import install_error_handlers, rag_error_response
+from system.rag.http_errors import install_error_handlers, rag_error_response, retry_after_header
 from system.rag.pipeline import get_pipeline, warm_pipeline
 from system.rag.schemas import ChatRequest, RagResult
 
@@ -69,6 +76,19 @@ def describe(settings: BaselineSettings) -> dict[str, Any]:
     }
 
 
+def reported_breaker_state() -> tuple[str, float]:
+    """This process's breaker state for /readyz, and the seconds until it lets a trial call through.
+
+    pybreaker leaves the state `open` until the next call, even past its reset timeout. Reported as such, an
+    open breaker would keep readiness at 503, a load balancer would send no more requests, and no trial call
+    would ever close it: past the reset timeout the next call is a trial, so report `half-open` (ready).
+    """
+    status = breaker_status()
+    if status.state == pybreaker.STATE_OPEN and status.retry_after_s <= 0:
+        return pybreaker.STATE_HALF_OPEN, 0.0
+    return status.state, status.retry_after_s
+
+
 def _probes(settings: BaselineSettings) -> APIRouter:
     router = APIRouter()
 
@@ -82,7 +102,13 @@ def _probes(settings: BaselineSettings) -> APIRouter:
             get_pipeline().check()
         except RagError as exc:
             return rag_error_response(exc)
-        return {"status": "ready", **describe(settings)}
+        breaker, retry_after_s = reported_breaker_state()
+        facts = {**describe(settings), "llm_breaker": breaker}
+        if breaker == pybreaker.STATE_OPEN:
+            # /chat fails fast with 503 while the breaker is open: so does readiness, for the same time.
+            body = {"status": "unavailable", "detail": "the LLM circuit breaker is open", **facts}
+            return JSONResponse(body, status_code=503, headers=retry_after_header(retry_after_s))
+        return {"status": "ready", **facts}
 
     return router
 
@@ -101,8 +127,12 @@ def _lifespan(settings: BaselineSettings) -> Callable[[FastAPI], Any]:
             facts["concurrency"] if facts["concurrency"] is not None else "upstream-bound",
             facts["note"],
         )
+        track_breaker(configure_breaker(None))  # per process, in memory (system/breaker.py says why)
         warm_pipeline()
-        yield
+        try:
+            yield
+        finally:
+            forget_this_process()
 
     return lifespan
 
@@ -112,6 +142,8 @@ def create_app(settings: BaselineSettings | None = None) -> FastAPI:
     app = FastAPI(title="ragload sync baseline", lifespan=_lifespan(settings))
     install_error_handlers(app)
     app.add_middleware(RequestDeadline, timeout_s=settings.request_timeout_s, paths={"/chat"})
+    app.add_middleware(RequestMetrics, paths={"/chat"})  # outside the deadline: a 504 counts as a timeout
     app.include_router(_probes(settings))
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.add_api_route("/chat", CHAT_ENDPOINTS[settings.mode], methods=["POST"])
     return app

@@ -11,6 +11,10 @@ import argparse
 import copy
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
@@ -21,6 +25,8 @@ from sync_baseline.settings import BaselineSettings, Mode
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
+KEEP_ALIVE_S = 75  # uvicorn closes idle connections after 5 s by default; a client reusing one just then sees
+# "connection closed" (seen in open-loop cells), so idle keep-alives outlast any gap between requests
 FLAG_TO_ENV = {
     "mode": "BASELINE_MODE",
     "processes": "BASELINE_PROCESSES",
@@ -51,6 +57,26 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+@contextmanager
+def metrics_dir(processes: int) -> Iterator[None]:
+    """A PROMETHEUS_MULTIPROC_DIR for uvicorn's processes to share (sync_baseline/metrics.py).
+
+    One given in the environment (the stack gives the baseline its own, emptied) is used as it is (created if
+    missing, by system/metrics.py); with several processes and none given, a temporary one lives as long as
+    the server. One process needs none: it counts in memory.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or processes == 1:
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="ragload-baseline-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made  # read by the processes uvicorn spawns, at import
+    try:
+        yield
+    finally:
+        del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        shutil.rmtree(made, ignore_errors=True)
+
+
 def main(args: argparse.Namespace) -> int:
     for flag, variable in FLAG_TO_ENV.items():
         value = getattr(args, flag)
@@ -61,14 +87,16 @@ def main(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         logging.getLogger(__name__).error("invalid baseline settings: %s", exc)
         return 2
-    uvicorn.run(
-        "sync_baseline.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=settings.processes,
-        log_config=log_config(args.log_level),
-        log_level=args.log_level,
-        access_log=args.access_log,
-    )
+    with metrics_dir(settings.processes):
+        uvicorn.run(
+            "sync_baseline.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=settings.processes,
+            log_config=log_config(args.log_level),
+            log_level=args.log_level,
+            access_log=args.access_log,
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio.to_thread
+import pybreaker
 import uvicorn
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -28,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 
-from system.breaker import shared_breaker_state
+from system.breaker import shared_breaker_state, shared_breaker_state_async
 from system.broker import AsyncBroker, JobSnapshot, new_job_id
 from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
 from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector, metrics_route
@@ -195,7 +196,10 @@ async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         await anyio.to_thread.run_sync(get_pipeline().check)  # loads the index on the first call
     except RagError as exc:
         return rag_error_response(exc)
-    return {"status": "ready", "queue": state.settings.queue_name}
+    breaker = await shared_breaker_state_async(state.broker.commands)
+    # An open LLM breaker keeps 200: /chat still accepts jobs, which wait or are retried until it closes.
+    status = "degraded" if breaker == pybreaker.STATE_OPEN else "ready"
+    return {"status": status, "queue": state.settings.queue_name, "llm_breaker": breaker}
 
 
 async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:
@@ -248,6 +252,8 @@ app = create_app()  # for `uvicorn system.api:app`
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+KEEP_ALIVE_S = 75  # uvicorn closes idle connections after 5 s by default; a client reusing one just then sees
+# "connection closed" (seen in open-loop cells), so idle keep-alives outlast any gap between requests
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -278,5 +284,6 @@ def main(args: argparse.Namespace) -> int:
         log_config=uvicorn_log_config("api", args.log_level),
         log_level=args.log_level,
         access_log=args.access_log,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from system.metrics import BREAKER_TRANSITIONS, breaker_state_family, observe_llm
 from system.rag.errors import UpstreamTimeout, UpstreamUnavailable
@@ -189,7 +190,15 @@ class LocalBreakerCollector(Collector):
 
 def shared_breaker_state(connection: Redis) -> str:
     """The shared state as the workers see it, read by the API (it never calls the LLM). Raises RedisError."""
-    raw = connection.get(_storage_key("state"))
+    return _decode_state(connection.get(_storage_key("state")))
+
+
+async def shared_breaker_state_async(connection: AsyncRedis) -> str:
+    """The same through redis.asyncio: the API's request paths make no sync Redis call. Raises RedisError."""
+    return _decode_state(await connection.get(_storage_key("state")))
+
+
+def _decode_state(raw: object) -> str:
     if raw is None:
         return pybreaker.STATE_CLOSED
     return raw.decode() if isinstance(raw, bytes) else str(raw)

@@ -49,6 +49,17 @@ from starlette.responses import Response
 
 from system.rag.errors import RagError, UpstreamTimeout, UpstreamUnavailable
 
+
+def _ensure_multiprocess_dir() -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR if it is set but missing: in multiprocess mode every metric opens its
+    file there when it is constructed (below), and a missing directory would crash the import."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+_ensure_multiprocess_dir()
+
 # 5 ms (a cached embed) … 120 s (a job that waited behind a long backlog); one set for every latency.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 BREAKER_STATES = ("closed", "half-open", "open")

@@ -40,6 +40,12 @@ class SystemSettings(BaseSettings):
     redis_connect_timeout_s: float = Field(default=2.0, gt=0)
     redis_socket_timeout_s: float = Field(default=2.0, gt=0)
     broker_retry_after_s: float = Field(default=2.0, gt=0)
+    # `ragload worker` serves its own /metrics on this port when set: workers in their own containers or pods
+    # share no files with the API, whose /metrics merges only the processes of its own machine.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Read by prometheus-client itself when it is imported (multiprocess mode: each process writes its series
+    # there); named here because WORKER_METRICS_PORT needs it, and so that the worker can say so.
+    prometheus_multiproc_dir: str | None = None
 
 
 def load_settings() -> SystemSettings:

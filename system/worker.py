@@ -35,10 +35,11 @@ from rq.worker_pool import WorkerPool
 from system.breaker import configure_breaker
 from system.broker import sync_connection
 from system.logs import configure_logging
+from system.metrics import serve_metrics
 from system.rag.errors import RagError
 from system.rag.pipeline import get_pipeline
 from system.retry_policy import worker_options
-from system.settings import load_settings
+from system.settings import SystemSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
+def serve_worker_metrics(settings: SystemSettings) -> bool:
+    """Serve /metrics on WORKER_METRICS_PORT from a thread of the pool's process; False if it cannot.
+
+    The pool's workers are forked processes, so their series reach this process only through the files of
+    prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR must be set before the process starts,
+    since prometheus-client reads it on import (system/metrics.py creates the directory if it is missing).
+    """
+    port = settings.worker_metrics_port
+    assert port is not None
+    if not settings.prometheus_multiproc_dir:
+        print(
+            "ragload worker: WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR set when the process starts: "
+            "the directory where the worker processes write their metrics",
+            file=sys.stderr,
+        )
+        return False
+    try:
+        serve_metrics(port)
+    except OSError as exc:
+        print(f"ragload worker: cannot serve metrics on port {port}: {exc}", file=sys.stderr)
+        return False
+    log.info("worker metrics on :%d/metrics (from %s)", port, settings.prometheus_multiproc_dir)
+    return True
+
+
 def main(args: argparse.Namespace) -> int:
     if args.redis_url:
         os.environ["REDIS_URL"] = args.redis_url
@@ -119,6 +145,8 @@ def main(args: argparse.Namespace) -> int:
     except RedisError as exc:
         print(f"ragload worker: cannot reach the broker at {settings.redis_url}: {exc}", file=sys.stderr)
         return 1
+    if settings.worker_metrics_port is not None and not serve_worker_metrics(settings):
+        return 2
     pool = WorkerPool(
         [settings.queue_name],
         connection=connection,

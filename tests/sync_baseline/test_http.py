@@ -50,6 +50,7 @@ def test_chat_answers_from_the_corpus_and_reports_its_mode(threadpool_url: str, 
         "threads": 4,
         "concurrency": 4,
         "note": None,
+        "llm_breaker": "closed",
     }
 
 
@@ -59,6 +60,8 @@ def test_bad_input_is_a_4xx_json_error(threadpool_url: str, client: httpx.Client
         assert response.status_code == 422, case
         problems = response.json()["detail"]
         assert problems and all({"type", "loc", "msg"} <= set(problem) for problem in problems), case
+    blank = client.post(f"{threadpool_url}/chat", json=BAD_BODIES["whitespace query"]).json()["detail"]
+    assert blank[0]["loc"] == ["body", "query"] and "non-whitespace" in blank[0]["msg"]
     malformed = client.post(
         f"{threadpool_url}/chat", content=b'{"query": ', headers={"Content-Type": "application/json"}
     )
