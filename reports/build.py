@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from reports.fault_data import is_fault_run
+from reports.fault_report import build_fault_report
 from reports.plots import DEFAULT_DPI, PLOT_PATTERNS, write_plots
 from reports.render import build_content, render_html, render_markdown
 from reports.run_data import RunFolderError, load_run
@@ -15,8 +17,10 @@ from reports.verdict import compute_verdict
 def build_report(run_dir: Path, out_dir: Path | None = None, dpi: int = DEFAULT_DPI) -> Path:
     """Write the PNGs, report.html and report.md into `out_dir` (default: the run folder).
 
-    Returns the path of report.html.
+    Returns the path of report.html. A fault run folder (notes/faults_interface.md) gets the fault report.
     """
+    if is_fault_run(run_dir):
+        return build_fault_report(run_dir, out_dir, dpi=dpi)
     run = load_run(run_dir)
     out = out_dir or run_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -33,7 +37,9 @@ def build_report(run_dir: Path, out_dir: Path | None = None, dpi: int = DEFAULT_
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "run_dir", type=Path, help="a run folder written by `ragload bench` (reports/runs/<ts>)"
+        "run_dir",
+        type=Path,
+        help="a run folder written by `ragload bench` (reports/runs/<ts>), fault runs too",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the report here instead of RUN_DIR")
     parser.add_argument("--dpi", type=int, default=DEFAULT_DPI, help="PNG resolution (default %(default)s)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from reports.run_data import CellSummary
+from reports.run_data import CellSummary, workers_text
 from reports.verdict_text import (
     LOAD_NAMES,
     TIMEOUT_ONSET,
@@ -17,7 +17,6 @@ from reports.verdict_text import (
     format_ms,
     measured,
     series_name,
-    workers_text,
 )
 
 CAPACITY_TOLERANCE = 0.10  # capacities this close count as "the same size" in a queued vs sync comparison

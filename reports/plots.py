@@ -23,7 +23,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
 from reports.queueing import Prediction, ServiceModel, predict_closed, predict_open
-from reports.run_data import CellSummary, RunData
+from reports.run_data import CellSummary, RunData, workers_text
 from reports.verdict import best_per_worker_count, per_worker_ideal
 from reports.verdict_text import TIMEOUT_ONSET, measured
 
@@ -316,7 +316,7 @@ def queue_depth_figure(run: RunData, out: Path, dpi: int) -> PlotFile | None:
                 axes.plot(
                     *xy((r["t"], r["queue_depth"]) for r in rows),
                     linewidth=1.2,
-                    label=f"{cell.workers} workers, {_load_text(cell)}",
+                    label=f"{workers_text(cell.workers)}, {_load_text(cell)}",
                 )
         axes.set_title(f"queued/{mode}, {load} loop", fontsize=9)
         axes.set_xlabel(METRICS["t"].axis)

@@ -89,7 +89,7 @@ class CellSummary:
     @property
     def config_label(self) -> str:
         if self.architecture == "queued":
-            return f"{self.workers} workers" if self.workers is not None else "workers ?"
+            return workers_text(self.workers) if self.workers is not None else "workers ?"
         processes, threads = self.number("processes"), self.number("threads")
         parts = [f"p{processes:g}"] if processes is not None else []
         if threads is not None:
@@ -233,3 +233,7 @@ def load_run(run_dir: Path) -> RunData:
         meta=_json(run_dir / "meta.json"),
         cells=cells,
     )
+
+
+def workers_text(count: int | None) -> str:
+    return "1 worker" if count == 1 else f"{count} workers"

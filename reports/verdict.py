@@ -12,14 +12,13 @@ from collections.abc import Iterable, Sequence
 
 from reports.comparison import outcome_comparison, p99_ratio
 from reports.queueing import ServiceModel
-from reports.run_data import CellSummary, RunData
+from reports.run_data import CellSummary, RunData, workers_text
 from reports.verdict_text import (
     LOAD_NAMES,
     TIMEOUT_ONSET,
     Verdict,
     format_load,
     measured,
-    workers_text,
 )
 
 SCALING_STOP = 0.10  # a worker "stops paying" when it adds less than 10 % of one worker's ideal throughput
@@ -165,7 +164,7 @@ def _scaling_line(topic: str, name: str, best: Sequence[CellSummary], ideal: flo
             "workers"
         )
         if len(points) >= 2
-        else f"no gain past {scaling[0].workers} worker(s)"
+        else f"no gain past {workers_text(scaling[0].workers)}"
     )
     if stop_index is None:
         return Verdict(
@@ -210,8 +209,11 @@ def saturation_cells(cells: Iterable[CellSummary]) -> list[CellSummary]:
 
 
 def join_counts(cells: Sequence[CellSummary]) -> str:
+    """"1 worker", "2 workers", "1, 2 and 4 workers"."""
+    if len(cells) == 1:
+        return workers_text(cells[0].workers)
     counts = [str(c.workers) for c in cells]
-    return counts[0] if len(counts) == 1 else ", ".join(counts[:-1]) + " and " + counts[-1]
+    return ", ".join(counts[:-1]) + " and " + counts[-1] + " workers"
 
 
 def _ratio_text(cell: CellSummary) -> str:
@@ -241,10 +243,10 @@ def ideal_closeness(cells: Sequence[CellSummary]) -> list[Verdict]:
         if not low:
             text += f"at least {100 * (1 - IDEAL_TOLERANCE):.0f} % of ideal at every worker count."
         else:
-            text += f"below {100 * (1 - IDEAL_TOLERANCE):.0f} % of ideal at {join_counts(low)} workers."
+            text += f"below {100 * (1 - IDEAL_TOLERANCE):.0f} % of ideal at {join_counts(low)}."
         if high:
             text += (
-                f" Above {100 * (1 + IDEAL_TOLERANCE):.0f} % at {join_counts(high)} workers — impossible as "
+                f" Above {100 * (1 + IDEAL_TOLERANCE):.0f} % at {join_counts(high)} — impossible as "
                 "a sustained rate: likely a measurement artifact (a backlog answered after the window, or a "
                 "service time shorter than configured)."
             )

@@ -39,6 +39,3 @@ def measured(cells: Iterable[CellSummary]) -> list[CellSummary]:
     """Cells with at least one request and a known load."""
     return [c for c in cells if c.requests > 0 and c.load_value is not None]
 
-
-def workers_text(count: int | None) -> str:
-    return "1 worker" if count == 1 else f"{count} workers"
