@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint bench bench-quick locust-ui clean
+.PHONY: setup test lint bench bench-quick bench-ci locust-ui clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,15 @@ bench: setup
 
 bench-quick: setup
 	$(BIN)/ragload bench --profile quick
+
+# CI regression gate: micro-benchmarks + the quick profile, then same-run ratios vs benchmarks/thresholds.toml.
+BENCH_CI_DIR := .ragload/bench-ci
+bench-ci: setup
+	rm -rf $(BENCH_CI_DIR) && mkdir -p $(BENCH_CI_DIR)
+	$(BIN)/pytest benchmarks -q --benchmark-enable --benchmark-json=$(BENCH_CI_DIR)/micro.json \
+		--benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
+	$(BIN)/ragload bench --profile quick --out $(BENCH_CI_DIR)/runs --no-report
+	$(BIN)/ragload bench-gate --run $(BENCH_CI_DIR)/runs --benchmarks $(BENCH_CI_DIR)/micro.json
 
 # The Locust web UI against a running `ragload up` (API :8000, baseline :8001). No --host: each user class
 # targets its own service (RAGLOAD_API_URL / RAGLOAD_BASELINE_URL override them); pick users and shape in the UI.

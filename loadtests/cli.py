@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
     "bench-mock": ("mocks.bench", "measure the mock server's own throughput and added latency"),
     "bench-queue": ("system.bench", "measure the queue's overhead over inline and its submit latency"),
+    "bench-gate": ("reports.bench_gate", "check a run's same-run ratios against benchmarks/thresholds.toml"),
 }
 
 

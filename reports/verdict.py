@@ -209,7 +209,7 @@ def saturation_cells(cells: Iterable[CellSummary]) -> list[CellSummary]:
 
 
 def join_counts(cells: Sequence[CellSummary]) -> str:
-    """"1 worker", "2 workers", "1, 2 and 4 workers"."""
+    """Worker counts in words: '1 worker', '2 workers', '1, 2 and 4 workers'."""
     if len(cells) == 1:
         return workers_text(cells[0].workers)
     counts = [str(c.workers) for c in cells]

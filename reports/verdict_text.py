@@ -38,4 +38,3 @@ def series_name(cell: CellSummary) -> str:
 def measured(cells: Iterable[CellSummary]) -> list[CellSummary]:
     """Cells with at least one request and a known load."""
     return [c for c in cells if c.requests > 0 and c.load_value is not None]
-
