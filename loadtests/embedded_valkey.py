@@ -52,6 +52,23 @@ class EmbeddedValkey:
     def start(self, timeout: float = READY_TIMEOUT_S) -> None:
         self.data_dir = self._claim_data_dir()
         self.port = free_port()
+        self._launch(timeout)
+
+    def stop_server(self) -> None:
+        """SIGTERM the server (a clean shutdown: the AOF is fsynced) but keep its port and data folder, so
+        that `restart()` brings back the same broker at the same URL (fault runs: a broker restart)."""
+        if self.process is not None:
+            self.process.stop(grace=STOP_GRACE_S)
+
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Start the server again after `stop_server()`: same port, same data folder, the AOF reloaded."""
+        if self.process is None:
+            raise RuntimeError("restart() needs a server started once with start()")
+        if self.process.alive():
+            raise RuntimeError("the server is still running: stop_server() first")
+        self._launch(timeout)
+
+    def _launch(self, timeout: float) -> None:
         argv = [
             str(valkey_server_binary()),
             *("--port", str(self.port), "--bind", "127.0.0.1", "--protected-mode", "yes"),

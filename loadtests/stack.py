@@ -24,6 +24,7 @@ import atexit
 import collections
 import logging
 import os
+import random
 import signal
 import tempfile
 import threading
@@ -216,6 +217,8 @@ class EmbeddedStack:
                         registry.remove(job_id, delete_job=True)
                     except NoSuchJobError:  # its data expired already; the registry entry is gone now
                         pass
+                    except ValueError:  # RQ 3.0: an expired execution of a killed worker; keep the job
+                        registry.remove(job_id)
         finally:
             connection.close()
 
@@ -280,6 +283,31 @@ class EmbeddedStack:
         for worker in dead:
             worker.stop(grace=0)  # reaps it and whatever of its group is left
         return dead
+
+    # ---- faults (`ragload bench --profile faults`) ---------------------------------------------------------
+
+    def kill_worker(self, rng: random.Random | None = None) -> ManagedProcess | None:
+        """SIGKILL one live worker's whole process group (the pool and its RQ worker): no warm shutdown, the
+        job in hand is abandoned. It stays in the list as dead, for `respawn_dead_workers` to replace, as
+        a supervisor would. Returns the killed worker, or None if no worker is alive."""
+        live = [worker for worker in self.worker_processes() if worker.alive()]
+        if not live:
+            return None
+        victim = (rng or random).choice(live)
+        victim.signal(signal.SIGKILL)
+        return victim
+
+    def stop_broker(self) -> None:
+        """SIGTERM the embedded Valkey (clean shutdown, AOF fsynced); `restart_broker()` brings it back."""
+        if self.valkey is None:
+            raise StackError("the broker is not ours (REDIS_URL was given): it cannot be restarted")
+        self.valkey.stop_server()
+
+    def restart_broker(self) -> None:
+        """Start the embedded Valkey again on the same port and data folder (queued jobs come back)."""
+        if self.valkey is None:
+            raise StackError("the broker is not ours (REDIS_URL was given): it cannot be restarted")
+        self.valkey.restart()
 
     # ---- parts ---------------------------------------------------------------------------------------------
 
@@ -578,7 +606,7 @@ class StackAutoscaling:
         before, load = self._current_workers(), self.last_load
         self.stack.scale_workers(workers)
         self.announce(
-            f"autoscale: {before} -> {workers} workers "
+            f"autoscale: workers {before} -> {workers} "
             f"(queue depth {load.queue_depth}, busy {load.busy_workers})"
         )
 

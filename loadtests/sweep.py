@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loadtests import calibrate
+from loadtests.fault_profile import is_fault_profile
 from loadtests.locust_process import LocustError, LocustRun
 from loadtests.profile import Cell, Profile, ProfileError, estimated_wall_s, expand, load_profile
 from loadtests.run_folder import (
@@ -42,6 +43,7 @@ DEFAULT_OUT = Path("reports/runs")
 QUIET_S = 0.3  # no upstream call in flight and none started for this long: the previous cell is over
 SETTLE_MAX_S = 10.0  # longer than this and the system is still draining a backlog: restart or reset it
 HTTP_TIMEOUT_S = 5.0
+EXTERNAL_SCALE_WAIT_S = 15.0  # an external autoscaler or `docker compose --scale` may still be catching up
 
 
 class Target(Protocol):
@@ -57,12 +59,23 @@ class Target(Protocol):
     def reset(self) -> None: ...
 
 
+class TargetMismatch(RuntimeError):
+    """The external systems are not sized as the cell says: its labels and ideal throughput would be wrong."""
+
+
 @dataclass
 class ExternalTarget:
-    """`--target api=URL,baseline=URL[,mock=URL][,redis=URL]`: systems someone else runs and sizes."""
+    """`--target api=URL,baseline=URL[,mock=URL][,redis=URL]`: systems someone else runs and sizes.
+
+    The sweep cannot scale them, so it checks instead: before a queued cell, that the broker (when `redis` is
+    given) reports the cell's worker count on the queue; before a sync cell, that the baseline's /readyz
+    reports the cell's mode, processes and threads. A mismatch stops the run (`--only` picks the cells that
+    match), rather than labelling a measurement with a configuration it did not have.
+    """
 
     given: dict[str, str]
     queue_name: str = field(default_factory=lambda: os.environ.get("QUEUE_NAME", "ragload"))
+    scale_wait_s: float = EXTERNAL_SCALE_WAIT_S
 
     @property
     def urls(self) -> dict[str, str]:
@@ -72,10 +85,33 @@ class ExternalTarget:
         return {}
 
     def scale_workers(self, n: int) -> None:
-        pass  # not ours: the cell records the worker count the broker reports
+        if not self.given.get("redis"):
+            return  # nothing to check against: the cell's worker count is taken on trust
+        deadline = time.monotonic() + self.scale_wait_s
+        while (registered := self._registered_workers()) != n:
+            if time.monotonic() >= deadline:
+                raise TargetMismatch(
+                    f"the cell needs {n} workers but {registered} are registered on queue "
+                    f"'{self.queue_name}' of the target: scale them, or run only matching cells with --only"
+                )
+            time.sleep(0.5)
 
     def restart_baseline(self, mode: str, processes: int, threads: int | None = None) -> None:
-        pass
+        facts = _json_of_any_status(f"{self.given['baseline']}/readyz") if self.given.get("baseline") else {}
+        wanted = {"mode": mode, "processes": processes, **({"threads": threads} if threads else {})}
+        found = {key: facts.get(key) for key in wanted}
+        if found != wanted:
+            raise TargetMismatch(
+                f"the cell needs the baseline at {wanted} but the target's /readyz reports {found}: "
+                "restart it so, or run only matching cells with --only"
+            )
+
+    def _registered_workers(self) -> int:
+        from redis import Redis
+        from rq import Queue, Worker
+
+        with Redis.from_url(self.given["redis"]) as connection:
+            return len(Worker.all(queue=Queue(self.queue_name, connection=connection)))
 
     def reset(self) -> None:
         if self.given.get("redis"):
@@ -91,7 +127,19 @@ def parse_target(text: str) -> ExternalTarget:
     unknown = set(pairs) - {"api", "baseline", "mock", "redis"}
     if unknown or not pairs:
         raise ValueError(f"--target takes api=URL,baseline=URL[,mock=URL][,redis=URL], got '{text}'")
-    return ExternalTarget({k: v.rstrip("/") for k, v in pairs.items()})
+    urls = {k: v.rstrip("/") for k, v in pairs.items()}
+    if "mock" in urls:  # its control API is at the root; accept the OPENAI_BASE_URL form too
+        urls["mock"] = urls["mock"].removesuffix("/v1")
+    return ExternalTarget(urls)
+
+
+def _json_of_any_status(url: str) -> dict[str, Any]:
+    """The JSON body of a GET, also of an error answer (the baseline's /readyz is 503 while its breaker is
+    open, and still says how it is configured)."""
+    try:
+        return _http_json(url)
+    except urllib.error.HTTPError as exc:
+        return dict(json.loads(exc.read() or b"{}"))
 
 
 # ---- the mock's control API --------------------------------------------------------------------------------
@@ -134,7 +182,11 @@ class SweepState:
     overheads: list[float] = field(default_factory=list)  # cell wall time beyond warm-up + duration
 
 
-def prepare(cell: Cell, target: Target, state: SweepState, seed: int) -> dict[str, Any]:
+def prepare(
+    cell: Cell, target: Target, state: SweepState, seed: int, latency: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Make the target ready for `cell`; `latency`: the profile's mock model, applied to the mock (an external
+    mock may have been started with another, and the cell's ideal throughput assumes the profile's)."""
     began = time.monotonic()
     mock = target.urls.get("mock")
     target.reset()
@@ -147,7 +199,7 @@ def prepare(cell: Cell, target: Target, state: SweepState, seed: int) -> dict[st
         target.scale_workers(cell.workers)
     target.reset()
     if mock:
-        _http_json(f"{mock}/_mock/config", "PUT", {"seed": seed})
+        _http_json(f"{mock}/_mock/config", "PUT", {**(latency or {}), "seed": seed})
         _http_json(f"{mock}/_mock/stats", "DELETE")
     return {"settled_before": settled, "prepare_s": round(time.monotonic() - began, 2)}
 
@@ -164,7 +216,8 @@ def run_cell(
     cell: Cell, target: Target, run_dir: Path, profile: Profile, args: argparse.Namespace, state: SweepState
 ) -> dict[str, Any]:
     seed = profile.run.seed * 1000 + cell.index
-    extra = prepare(cell, target, state, seed)
+    latency = {"chat_latency": profile.mock.chat_latency, "embed_latency": profile.mock.embed_latency}
+    extra = prepare(cell, target, state, seed, latency)
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
     locust = LocustRun(
@@ -226,19 +279,24 @@ def result_line(row: Mapping[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="quick", help="quick | default | full, or a path to a .toml")
+    parser.add_argument(
+        "--profile", default="quick", help="quick | default | full | faults, or a path to a .toml"
+    )
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"parent folder of the run (default {DEFAULT_OUT})"
     )
     parser.add_argument(
         "--target",
         help="use running systems instead of starting the embedded stack: "
-        "api=URL,baseline=URL[,mock=URL][,redis=URL]",
+        "api=URL,baseline=URL[,mock=URL][,redis=URL]; each cell must match how they are sized (checked "
+        "against the broker's workers and the baseline's /readyz); the profile's latency is set on the mock",
     )
     parser.add_argument(
         "--locust-workers", type=int, default=0, help="distributed Locust: a master and N worker processes"
     )
-    parser.add_argument("--only", help="run only the cells whose id contains this text")
+    parser.add_argument(
+        "--only", help="run only the cells whose id (fault profiles: the scenarios whose name) contains this"
+    )
     parser.add_argument(
         "--dry-run", action="store_true", help="list the cells and the expected time, run nothing"
     )
@@ -281,6 +339,13 @@ def start_stack(profile: Profile, cells: Sequence[Cell], run_dir: Path) -> Abstr
 
 
 def main(args: argparse.Namespace) -> int:
+    if is_fault_profile(args.profile):  # `kind = "faults"`: scenarios with faults, not Locust cells
+        from loadtests import fault_run
+
+        code, run_dir = fault_run.run_profile(args)
+        if run_dir is not None and not args.no_report:
+            build(run_dir)
+        return code
     try:
         profile = load_profile(args.profile)
         target = parse_target(args.target) if args.target else None

@@ -173,11 +173,13 @@ def broker_snapshot(connection: Redis, queue_name: str) -> BrokerSnapshot:
     queue = Queue(queue_name, connection=connection)
     states = [worker.get_state() for worker in Worker.all(queue=queue)]
     busy = sum(1 for state in states if state == WorkerStatus.BUSY)
+    # Read-only counts: a registry's `.count` runs RQ's cleanup, which would fail an abandoned job here,
+    # outside the workers' exception handlers (no attempt count, no last_error, no retry metric).
     return BrokerSnapshot(
         queue_depth=queue.count,
-        started=queue.started_job_registry.count,
-        scheduled=queue.scheduled_job_registry.count,
-        failed=queue.failed_job_registry.count,
+        started=queue.started_job_registry.get_job_count(cleanup=False),
+        scheduled=queue.scheduled_job_registry.get_job_count(cleanup=False),
+        failed=queue.failed_job_registry.get_job_count(cleanup=False),
         busy_workers=busy,
         idle_workers=len(states) - busy,
     )

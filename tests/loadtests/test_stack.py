@@ -42,7 +42,7 @@ QUICK_POLICY = ScalePolicy(
     min_workers=1, max_workers=4, up_cooldown_s=0.5, down_stabilization_s=1.0, down_cooldown_s=0.5
 )
 AUTOSCALE_JOBS = 40
-ANNOUNCED = re.compile(r"^autoscale: (\d+) -> (\d+) workers \(queue depth (\d+), busy (\d+)\)$")
+ANNOUNCED = re.compile(r"^autoscale: workers (\d+) -> (\d+) \(queue depth (\d+), busy (\d+)\)$")
 UP_READY_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine: imports, ingest, index load
 
 
