@@ -71,6 +71,11 @@ def p99_ratio(cells: Sequence[CellSummary], deadline_s: float | None) -> list[Ve
     return lines
 
 
+def baseline_name(sync: CellSummary) -> str:
+    """E.g. "sync/threadpool (p1 t8)"."""
+    return f"sync/{sync.mode}" + (f" ({sync.config_label})" if sync.config_label else "")
+
+
 def server_capacity(cell: CellSummary) -> float | None:
     """Requests per second the cell's server side can serve at most (W/S or concurrency/S)."""
     service_ms = cell.number("service_time_ms")
@@ -86,7 +91,7 @@ def _ratio_line(
     assert queued.p99_ms is not None and sync.p99_ms is not None
     ratio = queued.p99_ms / sync.p99_ms
     relation = "lower" if ratio < 1 else "higher" if ratio > 1 else "equal"
-    sync_name = f"sync/{sync.mode}" + (f" ({sync.config_label})" if sync.config_label else "")
+    sync_name = baseline_name(sync)
     text = (
         f"At {format_load(sync)} ({where}), queued/{queued.mode} with {workers_text(queued.workers)} "
         "has a p99 "
@@ -192,7 +197,7 @@ def _outcomes_differ(queued: CellSummary, sync: CellSummary) -> bool:
 
 def _outcome_text(queued: CellSummary, sync: CellSummary, where: str) -> str:
     q_rps, s_rps = queued.throughput_rps or 0, sync.throughput_rps or 0
-    sync_name = f"sync/{sync.mode}" + (f" ({sync.config_label})" if sync.config_label else "")
+    sync_name = baseline_name(sync)
     text = (
         f"At {format_load(sync)} ({where}), queued/{queued.mode} with {workers_text(queued.workers)} "
         "timed out "
