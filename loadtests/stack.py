@@ -322,8 +322,8 @@ class EmbeddedStack:
             raise StackError(f"port(s) already in use on {HOST}: {', '.join(busy)}; choose others")
 
     def _start_broker(self) -> None:
-        if self.env.get("REDIS_URL"):
-            log.info("using the broker at REDIS_URL")
+        if url := self.env.get("REDIS_URL"):
+            self._check_given_broker(url)
             return
         from system.rag.settings import RagSettings
 
@@ -332,6 +332,22 @@ class EmbeddedStack:
         self.valkey.start()
         self.env["REDIS_URL"] = self.valkey.url
         log.info("valkey on %s (data in %s)", self.valkey.url, self.valkey.data_dir)
+
+    @staticmethod
+    def _check_given_broker(url: str) -> None:
+        """Fail at once on an unreachable REDIS_URL (e.g. one exported from an earlier `ragload up`, whose
+        Valkey had another port), rather than after the API's readiness timeout."""
+        shown = redis.connection.parse_url(url)
+        where = f"{shown.get('host', '?')}:{shown.get('port', '?')}"
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0) as client:
+                client.ping()
+        except redis.RedisError as exc:
+            raise StackError(
+                f"REDIS_URL points at {where}, which does not answer ({exc}). Unset REDIS_URL to let "
+                "`ragload up` start its own Valkey, or start that broker first."
+            ) from exc
+        log.info("using the broker at REDIS_URL (%s)", where)
 
     def _start_mock(self) -> None:
         if self.env.get("OPENAI_BASE_URL"):
@@ -347,6 +363,12 @@ class EmbeddedStack:
         from system.rag.settings import RagSettings
 
         if index_exists(settings_from(self.env, RagSettings)):
+            if self.ingest_args:
+                log.warning(
+                    "an index exists already: --corpus %s is not indexed; run `ragload ingest %s` "
+                    "(it adds to the index) or `ragload ingest --recreate %s` (replaces it) first",
+                    *[" ".join(self.ingest_args)] * 3,
+                )
             return
         what = " ".join(self.ingest_args) or "the default corpus (the stdlib docstrings; first run only)"
         log.info("no index yet: indexing %s; progress in %s", what, self.log_dir / "ingest.log")

@@ -53,7 +53,7 @@ def outcome_of(status: int) -> str:
     if status == 504:
         return "timeout"
     if status < 500:
-        return "rejected"  # bad input
+        return "bad_request"  # 4xx: the caller's input, not load shedding
     return "error"
 
 

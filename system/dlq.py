@@ -112,19 +112,37 @@ def _iso(value: datetime | None) -> str | None:
 # ---- command ---------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), help="default: $REDIS_URL")
+def _connection_options(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
+    """The options every action takes, accepted before or after the action (`dlq --redis-url U list` and
+    `dlq list --redis-url U`); on the actions they default to SUPPRESS so as not to undo the first form."""
+
+    def default(value: object) -> object:
+        return value if with_defaults else argparse.SUPPRESS
+
+    redis_url = os.environ.get("REDIS_URL")
+    parser.add_argument("--redis-url", default=default(redis_url), help="default: $REDIS_URL")
     queue = os.environ.get("QUEUE_NAME", DEFAULT_QUEUE)
-    parser.add_argument("--queue", default=queue, help="default: $QUEUE_NAME, else ragload")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--queue", default=default(queue), help="default: $QUEUE_NAME, else ragload")
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON instead of text"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _connection_options(parser, with_defaults=True)
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    sub.add_parser("list", help="one line per dead job: id, attempts, ended, error")
-    show = sub.add_parser("show", help="one dead job in full, with its traceback")
-    show.add_argument("job_id")
-    again = sub.add_parser("requeue", help="put dead jobs back on the queue")
-    again.add_argument("job_ids", nargs="*", metavar="ID")
-    again.add_argument("--all", action="store_true", help="every job in the dead-letter queue")
-    sub.add_parser("purge", help="delete every dead job and its results")
+    actions = {
+        "list": "one line per dead job: id, attempts, ended, error",
+        "show": "one dead job in full, with its traceback",
+        "requeue": "put dead jobs back on the queue",
+        "purge": "delete every dead job and its results",
+    }
+    parsers = {name: sub.add_parser(name, help=text) for name, text in actions.items()}
+    for action in parsers.values():
+        _connection_options(action, with_defaults=False)
+    parsers["show"].add_argument("job_id")
+    parsers["requeue"].add_argument("job_ids", nargs="*", metavar="ID")
+    parsers["requeue"].add_argument("--all", action="store_true", help="every job in the dead-letter queue")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ from rq import get_current_job
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 JOB_ID_HEADER = "X-Job-ID"
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # new_job_id()
+_ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # RQ colours ids when it writes to a terminal
 # RQ ids are uuid4 hex; a caller-supplied id must not smuggle anything into a header or a log line.
 _SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
@@ -74,12 +76,25 @@ def job_context(job_id: str) -> Iterator[None]:
 
 
 class JobIdFilter(logging.Filter):
-    """Adds `job_id` to every record (an explicit `extra={"job_id": …}` wins)."""
+    """Adds `job_id` to every record (an explicit `extra={"job_id": …}` wins).
+
+    RQ's own lines about a job ("dequeued …", "Job OK …", "Result is kept …") are logged outside the job's
+    run, so no context holds the id; they pass it as a format argument, which is taken instead.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "job_id", None) is None:
-            record.job_id = current_job_id()
+            record.job_id = current_job_id() or _job_id_argument(record)
         return True
+
+
+def _job_id_argument(record: logging.LogRecord) -> str | None:
+    if not record.name.startswith("rq") or not isinstance(record.args, tuple):
+        return None
+    for arg in record.args:
+        if isinstance(arg, str) and _UUID.fullmatch(plain := _ANSI_COLOUR.sub("", arg)):
+            return plain
+    return None
 
 
 def json_formatter(service: str) -> logging.Formatter:

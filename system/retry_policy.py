@@ -136,6 +136,7 @@ def worker_options() -> dict[str, Any]:
         "worker_ttl": WORKER_TTL_S,
         "maintenance_interval": MAINTENANCE_INTERVAL_S,
         "job_monitoring_interval": JOB_MONITORING_INTERVAL_S,
+        "log_job_description": False,  # the description holds the user's question: keep it out of the logs
     }
 
 

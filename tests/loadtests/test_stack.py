@@ -354,3 +354,12 @@ def test_ragload_up_replaces_a_dead_worker_and_stops_everything_on_sigterm(
         if up.proc.poll() is None:
             up.proc.kill()
     assert children and alive(children) == []
+
+
+def test_an_unreachable_redis_url_fails_at_once_and_names_it(redis_url: str) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # e.g. exported from an earlier run's Valkey
+    started = time.monotonic()
+    with pytest.raises(StackError, match=r"REDIS_URL points at 127\.0\.0\.1:\d+, which does not answer"):
+        EmbeddedStack._check_given_broker(dead)
+    assert time.monotonic() - started < 10  # not the API's 60 s readiness timeout
+    EmbeddedStack._check_given_broker(redis_url)  # a live broker passes

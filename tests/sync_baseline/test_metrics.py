@@ -55,7 +55,7 @@ def test_metrics_expose_requests_llm_calls_and_breaker_after_one_chat(
     assert client.post(f"{url}/chat", json={"query": ""}).status_code == 422
     parsed = scrape(client, url)
     assert value(parsed, "ragload_baseline_requests_total", outcome="unavailable") == 1
-    assert value(parsed, "ragload_baseline_requests_total", outcome="rejected") == 1
+    assert value(parsed, "ragload_baseline_requests_total", outcome="bad_request") == 1
     assert total(parsed, "ragload_llm_errors_total") == 1
 
 

@@ -134,3 +134,12 @@ def test_the_cli_entry_point_runs_the_command(redis_url: str, queue: Queue) -> N
 def test_unreachable_broker_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["dlq", "--redis-url", "redis://127.0.0.1:1/0", "list"]) == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_options_work_after_the_action_too(
+    redis_url: str, queue: Queue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    [job_id] = fail_jobs(queue, 1)
+    capsys.readouterr()
+    assert cli.main(["dlq", "list", "--redis-url", redis_url, "--queue", QUEUE, "--json"]) == 0
+    assert [row["job_id"] for row in json.loads(capsys.readouterr().out)] == [job_id]

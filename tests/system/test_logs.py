@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from system.broker import new_job_id
 from system.logs import (
     JOB_ID_HEADER,
     JobIdMiddleware,
@@ -26,6 +27,7 @@ from system.logs import (
     job_context,
     uvicorn_log_config,
 )
+from system.retry_policy import worker_options
 
 log = logging.getLogger("ragload.test")
 
@@ -95,6 +97,19 @@ def test_lines_logged_inside_an_rq_job_carry_its_id(lines: io.StringIO, redis_ur
     assert [record["message"] for record in ours] == ["answering the question"]
     assert ours[0]["job_id"] == job.id  # from rq.get_current_job(): the job function did nothing for it
     assert any(record["logger"] == "rq.worker" for record in records(lines))  # RQ's lines are JSON too
+
+
+def test_rq_lines_about_a_job_carry_its_id_but_not_the_question(lines: io.StringIO, redis_url: str) -> None:
+    connection = Redis.from_url(redis_url)
+    queue = Queue("ragload-logs-test", connection=connection)
+    job = queue.enqueue(log_from_a_job, "a private question", job_id=new_job_id())
+    SimpleWorker([queue], connection=connection, **worker_options()).work(burst=True)
+    connection.close()
+    rq_lines = [record for record in records(lines) if record["logger"].startswith("rq")]
+    about_the_job = [record for record in rq_lines if job.id in record["message"]]
+    assert len(about_the_job) >= 2  # dequeued, completed, …
+    assert all(record["job_id"] == job.id for record in about_the_job)
+    assert not any("a private question" in record["message"] for record in rq_lines)
 
 
 def submit(request: Request) -> JSONResponse:  # sync: runs in a threadpool, in a copied context
