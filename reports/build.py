@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from reports.answer import compute_answer
 from reports.fault_data import is_fault_run
 from reports.fault_report import build_fault_report
 from reports.plots import DEFAULT_DPI, PLOT_PATTERNS, write_plots
@@ -28,7 +29,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None, dpi: int = DEFAULT_
         for stale in out.glob(pattern):
             stale.unlink()
     plots = write_plots(run, out, dpi=dpi)
-    content = build_content(run, compute_verdict(run), plots)
+    content = build_content(run, compute_answer(run), compute_verdict(run), plots)
     (out / "report.md").write_text(render_markdown(content), encoding="utf-8")
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")

@@ -89,6 +89,8 @@ def _ratio_line(
     topic: str, queued: CellSummary, sync: CellSummary, where: str, deadline_s: float | None
 ) -> Verdict:
     assert queued.p99_ms is not None and sync.p99_ms is not None
+    if _at_deadline(queued, deadline_s) and _at_deadline(sync, deadline_s):
+        return Verdict(topic, _both_capped_text(queued, sync, where, deadline_s or 0))
     ratio = queued.p99_ms / sync.p99_ms
     relation = "lower" if ratio < 1 else "higher" if ratio > 1 else "equal"
     sync_name = baseline_name(sync)
@@ -98,18 +100,29 @@ def _ratio_line(
         f"{ratio:.2f}× that of {sync_name} ({relation}: {format_ms(queued.p99_ms)} vs "
         f"{format_ms(sync.p99_ms)})."
     )
-    if _same_capacity(queued, sync) is False:
+    if same_capacity(queued, sync) is False:
         text += _capacity_differs_note(queued, sync)
-    capped = [
-        c for c in (queued, sync) if deadline_s and c.p99_ms is not None and c.p99_ms >= deadline_s * 1000
-    ]
+    capped = [c for c in (queued, sync) if _at_deadline(c, deadline_s)]
     if capped:
         names = " and ".join(series_name(c) for c in capped)
         text += f" The p99 of {names} sits at the deadline: the real tail is longer than shown."
     return Verdict(topic, text)
 
 
-def _same_capacity(queued: CellSummary, sync: CellSummary) -> bool | None:
+def _at_deadline(cell: CellSummary, deadline_s: float | None) -> bool:
+    return bool(deadline_s) and cell.p99_ms is not None and cell.p99_ms >= (deadline_s or 0) * 1000
+
+
+def _both_capped_text(queued: CellSummary, sync: CellSummary, where: str, deadline_s: float) -> str:
+    return (
+        f"At {format_load(sync)} ({where}), the p99 of both queued/{queued.mode} with "
+        f"{workers_text(queued.workers)} and {baseline_name(sync)} sits at the {deadline_s:g} s deadline "
+        f"({format_ms(queued.p99_ms)} vs {format_ms(sync.p99_ms)}): p99 cannot rank them; their timeouts "
+        "and throughput can (below)."
+    )
+
+
+def same_capacity(queued: CellSummary, sync: CellSummary) -> bool | None:
     """Whether both server sides can serve the same rate (within 10 %); None when a capacity is unknown."""
     gap = _capacity_gap(queued, sync)
     return None if gap is None else gap <= CAPACITY_TOLERANCE
@@ -158,11 +171,44 @@ def outcome_comparison(cells: Sequence[CellSummary]) -> list[Verdict]:
             lines.append(Verdict(topic, text, False))
             continue
         for level in common:
-            pairs = [(q, s) for q in queued if q.load_value == level for s in sync if s.load_value == level]
-            chosen_queued, chosen_sync = min(pairs, key=_pair_preference)
+            chosen_queued, chosen_sync = _preferred_pair(queued, sync, level)
             if _outcomes_differ(chosen_queued, chosen_sync):
                 lines.append(Verdict(topic, _outcome_text(chosen_queued, chosen_sync, where)))
     return lines
+
+
+def _preferred_pair(
+    queued: Sequence[CellSummary], sync: Sequence[CellSummary], level: float
+) -> tuple[CellSummary, CellSummary]:
+    pairs = [(q, s) for q in queued if q.load_value == level for s in sync if s.load_value == level]
+    return min(pairs, key=_pair_preference)
+
+
+def level_pairs(cells: Sequence[CellSummary]) -> list[tuple[CellSummary, CellSummary]]:
+    """The (queued, sync) pair the outcome lines compare, at each load level both ran at, per load mode."""
+    usable = [c for c in measured(cells) if c.throughput_rps is not None]
+    pairs = []
+    for load in sorted({c.load for c in usable}):
+        queued = [c for c in usable if c.load == load and c.architecture == "queued"]
+        sync = [c for c in usable if c.load == load and c.architecture == "sync"]
+        levels = {c.load_value for c in queued} & {c.load_value for c in sync}
+        pairs += [
+            _preferred_pair(queued, sync, level) for level in sorted(v for v in levels if v is not None)
+        ]
+    return pairs
+
+
+def better_architecture(queued: CellSummary, sync: CellSummary) -> str | None:
+    """The side ("queued" or "sync") that did better on throughput or timeouts and worse on neither; None
+    where the outcome lines see no difference."""
+    if not _outcomes_differ(queued, sync):
+        return None
+    q_rps, s_rps = _compared_rate(queued), _compared_rate(sync)
+    q_late, s_late = queued.timeout_rate or 0, sync.timeout_rate or 0
+    more = "" if _spread(q_rps, s_rps) <= THROUGHPUT_DIFFERENCE else "queued" if q_rps > s_rps else "sync"
+    fewer = "" if abs(q_late - s_late) <= TIMEOUT_ONSET else "queued" if q_late < s_late else "sync"
+    sides = {more, fewer} - {""}
+    return sides.pop() if len(sides) == 1 else None
 
 
 def _pair_preference(pair: tuple[CellSummary, CellSummary]) -> tuple[bool, float, int, str, str, str]:
@@ -184,6 +230,10 @@ def _served(cell: CellSummary) -> float:
     """Ok throughput per offered request/s (open-loop arrivals are random: offered rates differ a little)."""
     offered = cell.number("offered_rps")
     return (cell.throughput_rps or 0) / offered if offered else cell.throughput_rps or 0
+
+
+def _compared_rate(cell: CellSummary) -> float:
+    return _served(cell) if cell.load == "open" else cell.throughput_rps or 0
 
 
 def _outcomes_differ(queued: CellSummary, sync: CellSummary) -> bool:
@@ -212,7 +262,7 @@ def _outcome_text(queued: CellSummary, sync: CellSummary, where: str) -> str:
         text += f": the queued system completed {q_rps / s_rps:.1f}× the baseline's throughput."
     else:
         text += f": the baseline completed {s_rps / q_rps:.1f}× the queued system's throughput."
-    same = _same_capacity(queued, sync)
+    same = same_capacity(queued, sync)
     if same:
         text += (
             f" Both can serve about {server_capacity(queued) or 0:.1f} req/s at most, so the difference "

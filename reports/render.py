@@ -55,6 +55,7 @@ class ReportContent:
     title: str
     synthetic: bool
     metadata: list[tuple[str, str]]
+    answer: list[Verdict]  # reports/answer.py: inline or queued, and how many workers
     verdicts: list[Verdict]
     table: list[list[str]]
     saturated_rows: list[bool]
@@ -188,12 +189,15 @@ def methodology(run: RunData) -> list[str]:
     return [" ".join(paragraph.split()).format(deadline=deadline) for paragraph in METHODOLOGY]
 
 
-def build_content(run: RunData, verdicts: list[Verdict], plots: list[PlotFile]) -> ReportContent:
+def build_content(
+    run: RunData, answer: list[Verdict], verdicts: list[Verdict], plots: list[PlotFile]
+) -> ReportContent:
     service = run.service_model()
     return ReportContent(
         title=f"ragload report — {run.run_dir.name}",
         synthetic=run.synthetic,
         metadata=metadata_items(run, service),
+        answer=answer,
         verdicts=verdicts,
         table=[table_row(cell) for cell in run.cells],
         saturated_rows=[cell.generator_saturated for cell in run.cells],
@@ -219,8 +223,9 @@ def render_html(content: ReportContent) -> str:
     esc = html.escape
     notice = f'<p class="notice">{esc(SYNTHETIC_NOTICE)}</p>' if content.synthetic else ""
     metadata = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in content.metadata)
-    verdicts = "".join(
-        ("<li>" if v.supported else UNSUPPORTED_LI) + f"{esc(v.text)}</li>" for v in content.verdicts
+    answer, verdicts = (
+        "".join(("<li>" if v.supported else UNSUPPORTED_LI) + f"{esc(v.text)}</li>" for v in lines)
+        for lines in (content.answer, content.verdicts)
     )
     plots = (
         "".join(
@@ -236,6 +241,7 @@ def render_html(content: ReportContent) -> str:
 <body>
 <h1>{esc(content.title)}</h1>
 {notice}
+<h2>Answer</h2><ul class="verdict">{answer}</ul>
 <h2>Run</h2><dl>{metadata}</dl>
 <h2>Verdict</h2><ul class="verdict">{verdicts}</ul>
 <h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
@@ -249,13 +255,18 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _md_items(verdicts: Sequence[Verdict]) -> list[str]:
+    return [f"- {v.text}" if v.supported else f"- _{v.text}_" for v in verdicts] + [""]
+
+
 def render_markdown(content: ReportContent) -> str:
     lines = [f"# {content.title}", ""]
     if content.synthetic:
         lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
+    lines += ["## Answer", ""] + _md_items(content.answer)
     lines += ["## Run", ""] + [f"- **{k}**: {_md_cell(v)}" for k, v in content.metadata] + [""]
     lines += ["## Verdict", ""]
-    lines += [f"- {v.text}" if v.supported else f"- _{v.text}_" for v in content.verdicts] + [""]
+    lines += _md_items(content.verdicts)
     lines += ["## Summary", "", "| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
     lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in content.table] + [""]
     lines += ["## Plots", ""]

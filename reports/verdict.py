@@ -112,7 +112,7 @@ def best_per_worker_count(cells: Iterable[CellSummary]) -> list[CellSummary]:
     return [best[w] for w in sorted(best)]
 
 
-def _slope(points: Sequence[tuple[float, float]]) -> float:
+def slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of y on x."""
     n = len(points)
     mean_x = sum(x for x, _ in points) / n
@@ -145,22 +145,26 @@ def worker_scaling(cells: Sequence[CellSummary], service: ServiceModel | None) -
     return lines
 
 
-def _scaling_line(topic: str, name: str, best: Sequence[CellSummary], ideal: float) -> Verdict:
-    stop_index = None
+def scaling_stop(best: Sequence[CellSummary], ideal: float) -> int | None:
+    """Index in `best` of the first worker count whose marginal gain is below SCALING_STOP of the ideal."""
     for index in range(1, len(best)):
         low, high = best[index - 1], best[index]
         gain = ((high.throughput_rps or 0) - (low.throughput_rps or 0)) / (
             (high.workers or 0) - (low.workers or 0)
         )
         if gain < SCALING_STOP * ideal:
-            stop_index = index
-            break
+            return index
+    return None
+
+
+def _scaling_line(topic: str, name: str, best: Sequence[CellSummary], ideal: float) -> Verdict:
+    stop_index = scaling_stop(best, ideal)
     scaling = best[: stop_index if stop_index is not None else len(best)]
     points = [(float(c.workers or 0), c.throughput_rps or 0.0) for c in scaling]
     slope_text = (
         (
-            f"each extra worker buys {_slope(points):.2f} req/s (ideal {ideal:.2f} req/s per worker, "
-            f"{100 * _slope(points) / ideal:.0f} %) from {scaling[0].workers} to {scaling[-1].workers} "
+            f"each extra worker buys {slope(points):.2f} req/s (ideal {ideal:.2f} req/s per worker, "
+            f"{100 * slope(points) / ideal:.0f} %) from {scaling[0].workers} to {scaling[-1].workers} "
             "workers"
         )
         if len(points) >= 2

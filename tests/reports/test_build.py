@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from loadtests.cli import main as cli_main
+from reports.answer import compute_answer
 from reports.build import build_report
 from reports.run_data import load_run
 from reports.verdict import compute_verdict
@@ -75,8 +76,10 @@ def test_html_is_self_contained_and_holds_the_verdict(run_dir: Path, built: Path
     assert "<script" not in text.lower() and "<link" not in text.lower()
     images = re.findall(r'<img [^>]*src="data:image/png;base64,', text)
     assert len(images) == len(list(run_dir.glob("*.png")))
-    for verdict in compute_verdict(load_run(run_dir)):
+    run = load_run(run_dir)
+    for verdict in compute_answer(run) + compute_verdict(run):
         assert html.escape(verdict.text) in text
+    assert text.index("<h2>Answer</h2>") < text.index("<h2>Run</h2>")  # the answer comes first
     assert "starts timing out" in text  # the blocking baseline at 16 users on one process, 3 s deadline
     assert "generator-limited" in text and "SATURATED" in text
     assert "Synthetic sample" in text  # meta.json says synthetic
@@ -86,7 +89,7 @@ def test_markdown_references_images_by_relative_name(run_dir: Path, built: Path)
     text = (run_dir / "report.md").read_text(encoding="utf-8")
     names = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert names and all("/" not in name and (run_dir / name).is_file() for name in names)
-    for heading in ("## Run", "## Verdict", "## Summary", "## Plots", "## Methodology"):
+    for heading in ("## Answer", "## Run", "## Verdict", "## Summary", "## Plots", "## Methodology"):
         assert heading in text
     assert "closed loop" in text and "open loop" in text
     assert "0000000 (synthetic)" in text  # git revision from meta.json
