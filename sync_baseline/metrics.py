@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from system.breaker import StateChangeListener
 from system.metrics import BREAKER_STATES, LATENCY_BUCKETS, render_metrics
 
 REQUESTS = Counter(
@@ -94,16 +95,6 @@ class RequestMetrics:
             record()
 
 
-class _BreakerStateGauge(pybreaker.CircuitBreakerListener):
-    def state_change(
-        self,
-        cb: pybreaker.CircuitBreaker,
-        old_state: pybreaker.CircuitBreakerState | None,
-        new_state: pybreaker.CircuitBreakerState,
-    ) -> None:
-        set_breaker_state(new_state.name)
-
-
 def set_breaker_state(state: str) -> None:
     for name in BREAKER_STATES:
         BREAKER_STATE.labels(name).set(1 if name == state else 0)
@@ -112,7 +103,7 @@ def set_breaker_state(state: str) -> None:
 def track_breaker(breaker: pybreaker.CircuitBreaker) -> None:
     """Keep `ragload_breaker_state` in step with this process's breaker from now on."""
     set_breaker_state(breaker.current_state)
-    breaker.add_listener(_BreakerStateGauge())
+    breaker.add_listener(StateChangeListener(set_breaker_state))
 
 
 def multiprocess() -> bool:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,14 +74,23 @@ def is_upstream_failure(exc: BaseException) -> bool:
     return isinstance(exc, _UPSTREAM_FAILURES) and not isinstance(exc, CircuitOpen)
 
 
-class _TransitionCounter(pybreaker.CircuitBreakerListener):
+class StateChangeListener(pybreaker.CircuitBreakerListener):
+    """Calls `on_change` with the new state's name ("closed", "open", "half-open") on every transition."""
+
+    def __init__(self, on_change: Callable[[str], None]) -> None:
+        self._on_change = on_change
+
     def state_change(
         self,
         cb: pybreaker.CircuitBreaker,
         old_state: pybreaker.CircuitBreakerState | None,
         new_state: pybreaker.CircuitBreakerState,
     ) -> None:
-        BREAKER_TRANSITIONS.labels(new_state.name).inc()
+        self._on_change(new_state.name)
+
+
+def _count_transition(state: str) -> None:
+    BREAKER_TRANSITIONS.labels(state).inc()
 
 
 def redis_storage(connection: Redis) -> pybreaker.CircuitRedisStorage:
@@ -100,7 +109,7 @@ def build_breaker(
         reset_timeout=settings.reset_timeout_s,
         success_threshold=settings.success_threshold,
         exclude=[lambda exc: not is_upstream_failure(exc)],
-        listeners=[_TransitionCounter()],
+        listeners=[StateChangeListener(_count_transition)],
         state_storage=storage,
         name="llm",
         # The call that trips the breaker raises its own (true) error; only refused calls raise CircuitOpen.
