@@ -48,6 +48,7 @@ from loadtests.services import (
     ragload_command,
     stop_all,
 )
+from sync_baseline.settings import DEFAULT_THREADS
 from system.autoscale import Autoscaler, Load, ScalePolicy, parse_bounds
 
 log = logging.getLogger(__name__)
@@ -474,9 +475,11 @@ class ShutdownRequested(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--api-port", type=int, default=8000)
-    parser.add_argument("--mock-port", type=int, default=8100, help="unused when OPENAI_BASE_URL is set")
-    parser.add_argument("--baseline-port", type=int, default=8001)
+    parser.add_argument("--api-port", type=int, default=8000, help="queued API (%(default)s)")
+    parser.add_argument(
+        "--mock-port", type=int, default=8100, help="mock LLM (%(default)s; unused with OPENAI_BASE_URL)"
+    )
+    parser.add_argument("--baseline-port", type=int, default=8001, help="inline baseline (%(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (2; see --autoscale)")
     parser.add_argument(
         "--autoscale",
@@ -484,9 +487,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MIN:MAX",
         help="start MIN workers and scale between MIN and MAX on queue length (wins over --workers)",
     )
-    parser.add_argument("--baseline-mode", choices=BASELINE_MODES, default="threadpool")
-    parser.add_argument("--baseline-processes", type=int, default=1)
-    parser.add_argument("--baseline-threads", type=int, help="thread pool size per baseline process")
+    parser.add_argument("--baseline-mode", choices=BASELINE_MODES, default="threadpool", help="(%(default)s)")
+    parser.add_argument("--baseline-processes", type=int, default=1, help="uvicorn processes (%(default)s)")
+    parser.add_argument(
+        "--baseline-threads",
+        type=int,
+        help=f"thread pool size per baseline process (threadpool mode; default {DEFAULT_THREADS})",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="do not start the synchronous baseline")
     parser.add_argument(
         "--corpus",

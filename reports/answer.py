@@ -56,26 +56,36 @@ def inline_or_queued(cells: Sequence[CellSummary]) -> Verdict:
             "cannot separate the architecture from the configuration (the lines below compare what was run).",
             False,
         )
-    winners = {
-        side: [s for q, s in pairs if better_architecture(q, s) == side] for side in ("queued", "sync")
-    }
-    alike = [s for q, s in pairs if better_architecture(q, s) is None]
+    verdicts = [(q, s, better_architecture(q, s)) for q, s in pairs]
     capacities = sorted(server_capacity(q) or 0 for q, _ in pairs)
     size = f"{capacities[0]:.1f}" + (f"–{capacities[-1]:.1f}" if capacities[-1] > 1.1 * capacities[0] else "")
-    text = f"Inline or queued, at equal server capacity (≈ {size} req/s on each side): "
-    parts = []
-    if winners["queued"]:
-        parts.append(f"the queued system did better at {_loads_text(winners['queued'])}")
-    if winners["sync"]:
-        parts.append(f"the inline baseline did better at {_loads_text(winners['sync'])}")
+    service = format_ms(pairs[0][0].number("service_time_ms"))
+    text = (
+        f"Inline or queued, at equal server capacity (workers / S = concurrency / S ≈ {size} req/s, "
+        f"S = {service} per request upstream): "
+    )
+    parts = [
+        f"the {name} did better at {'; '.join(_pair_text(q, s) for q, s, side in verdicts if side == winner)}"
+        for winner, name in (("queued", "queued system"), ("sync", "inline baseline"))
+        if any(side == winner for _, _, side in verdicts)
+    ]
+    alike = [s for _, s, side in verdicts if side is None]
     if alike:
         parts.append(
             f"they did alike (timeouts within 1 point, throughput within 10 %) at {_loads_text(alike)}"
         )
     text += "; ".join(parts) + "."
-    text += _overload_caveat([(q, s) for q, s in pairs if better_architecture(q, s) == "queued"])
-    text += _kept_up_gap([(q, s) for q, s in pairs if better_architecture(q, s) is None])
+    text += _overload_caveat([(q, s) for q, s, side in verdicts if side == "queued"])
+    text += _kept_up_gap([(q, s) for q, s, side in verdicts if side is None])
     return Verdict(topic, text)
+
+
+def _pair_text(queued: CellSummary, sync: CellSummary) -> str:
+    return (
+        f"{format_load(sync)} ({LOAD_NAMES.get(sync.load, sync.load)}: timed out "
+        f"{100 * (queued.timeout_rate or 0):.1f} % vs {100 * (sync.timeout_rate or 0):.1f} %, completed "
+        f"{queued.throughput_rps or 0:.1f} vs {sync.throughput_rps or 0:.1f} req/s, queued vs inline)"
+    )
 
 
 def _overload_caveat(queued_better: Sequence[tuple[CellSummary, CellSummary]]) -> str:
@@ -85,13 +95,16 @@ def _overload_caveat(queued_better: Sequence[tuple[CellSummary, CellSummary]]) -
         return ""
     queued, sync = overloaded[-1]
     capacity = server_capacity(queued) or 0
-    excess = (queued.number("offered_rps") or 0) - capacity
+    offered = queued.number("offered_rps") or 0
     window = queued.number("duration_s")
+    neither = " neither kept up:" if (queued.timeout_rate or 0) > TIMEOUT_ONSET else ""
     return (
-        f" Its lead there is under overload ({format_load(sync)} offered to ≈ {capacity:.1f} req/s of "
-        f"capacity): the queue holds the excess, but its backlog grows by ≈ {excess:.1f} req/s, so over a "
-        f"window longer than this cell's{f' {window:g} s' if window else ''} it too times out more, until "
-        "admission control (429) sheds the excess."
+        f" At {format_load(sync)}{neither} {offered:.1f} req/s arrived for ≈ {capacity:.1f} req/s of "
+        "capacity. "
+        f"The queue's lead there lasts only while its backlog, growing by ≈ {offered - capacity:.1f} req/s, "
+        f"is shorter than the deadline: the longer the overload lasts past this cell's"
+        f"{f' {window:g} s' if window else ' window'}, the more the queued system times out too, until "
+        "admission control (429) turns the excess away."
     )
 
 

@@ -262,6 +262,12 @@ def _outcome_text(queued: CellSummary, sync: CellSummary, where: str) -> str:
         text += f": the queued system completed {q_rps / s_rps:.1f}× the baseline's throughput."
     else:
         text += f": the baseline completed {s_rps / q_rps:.1f}× the queued system's throughput."
+    for side, name in ((queued, "queued"), (sync, "inline")):
+        if side.requests and side.timeouts == side.requests and (side.throughput_rps or 0) > 0:
+            text += (
+                f" Every {name} request sent in the window timed out: its {side.throughput_rps:.1f} req/s "
+                "are answers to requests sent during warm-up."
+            )
     same = same_capacity(queued, sync)
     if same:
         text += (

@@ -23,11 +23,16 @@ def kept_up_pair() -> list[CellSummary]:
 def test_queued_lead_under_overload_is_named_as_such_with_its_backlog_growth() -> None:
     line = inline_or_queued(overloaded_pair() + kept_up_pair())
     assert line.supported
-    assert line.text.startswith("Inline or queued, at equal server capacity (≈ 25.0 req/s on each side)")
-    assert "the queued system did better at 36 req/s (open loop)" in line.text
+    assert line.text.startswith(
+        "Inline or queued, at equal server capacity (workers / S = concurrency / S ≈ 25.0 req/s, S = 320 ms"
+    )
+    assert (
+        "the queued system did better at 36 req/s (open loop: timed out 4.7 % vs 85.8 %, "
+        "completed 24.4 vs 10.7 req/s, queued vs inline)"
+    ) in line.text
     assert "they did alike" in line.text and "at 12 req/s (open loop)" in line.text
-    assert "backlog grows by ≈ 11.0 req/s" in line.text  # 36 offered − 25 served at most
-    assert "longer than this cell's 15 s" in line.text
+    assert "At 36 req/s neither kept up: 36.0 req/s arrived for ≈ 25.0 req/s of capacity" in line.text
+    assert "growing by ≈ 11.0 req/s" in line.text and "past this cell's 15 s" in line.text
     assert "queued p50 minus inline p50 was -29 ms" in line.text
 
 
@@ -37,7 +42,7 @@ def test_inline_lead_is_reported_and_no_overload_caveat_without_overload() -> No
         open_cell("sync", 20, requests=300, timeouts=0, ok_rps=20.0, concurrency=8),
     ]
     line = inline_or_queued(cells)
-    assert "the inline baseline did better at 20 req/s (open loop)" in line.text
+    assert "the inline baseline did better at 20 req/s (open loop: timed out 10.0 % vs 0.0 %" in line.text
     assert "queued system did better" not in line.text and "backlog" not in line.text
 
 

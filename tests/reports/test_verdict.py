@@ -161,6 +161,19 @@ def test_outcomes_compare_timeouts_and_throughput_where_p99_is_capped_at_the_dea
     assert "p99 cannot rank them" in p99_line.text and "×" not in p99_line.text
 
 
+def test_throughput_of_a_side_whose_every_request_timed_out_is_explained() -> None:
+    cells = [
+        open_cell("queued", 24, requests=242, timeouts=151, ok_rps=12.5, workers=4),
+        open_cell("sync", 24, requests=263, timeouts=263, ok_rps=3.1, concurrency=4),
+    ]
+    (line,) = outcome_comparison(cells)
+    assert (
+        "Every inline request sent in the window timed out: its 3.1 req/s are answers to requests sent "
+        in (line.text)
+    )
+    assert "Every queued request" not in line.text
+
+
 def test_outcomes_skip_loads_where_both_sides_kept_up() -> None:
     cells = [
         open_cell("queued", 12, requests=192, timeouts=0, ok_rps=12.1, workers=8),
