@@ -19,7 +19,14 @@ from reports.comparison import (
 )
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData
-from reports.verdict import best_per_worker_count, per_worker_ideal, scaling_stop, slope
+from reports.verdict import (
+    best_per_worker_count,
+    offered_below_capacity,
+    per_worker_gain,
+    per_worker_ideal,
+    scaling_stop,
+    series_groups,
+)
 from reports.verdict_text import LOAD_NAMES, TIMEOUT_ONSET, Verdict, format_load, format_ms, measured
 
 BUSY_TARGET = 0.8  # size for workers at most 80 % busy: at 100 % the queue, and the wait, grow without bound
@@ -142,14 +149,12 @@ def unbounded_inline(cells: Sequence[CellSummary]) -> list[Verdict]:
 
 def _sizing_group(cells: Sequence[CellSummary]) -> list[CellSummary]:
     """The queued cells of one mode and load mode with the most worker counts (closed loop on a tie)."""
-    groups: dict[tuple[str, str], list[CellSummary]] = {}
-    for cell in cells:
-        if cell.architecture == "queued":
-            groups.setdefault((cell.mode, cell.load), []).append(cell)
+    groups = series_groups((c for c in cells if c.architecture == "queued"), by_config=False)
     if not groups:
         return []
+    # keys are (architecture, mode, load)
     key = max(
-        groups, key=lambda k: (len({c.workers for c in groups[k]}), k[1] == "closed", k[0] == "longpoll")
+        groups, key=lambda k: (len({c.workers for c in groups[k]}), k[2] == "closed", k[1] == "longpoll")
     )
     return groups[key]
 
@@ -175,7 +180,7 @@ def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -
             f"How many workers: throughput did not grow past {scaling[0].workers} worker(s) on this machine, "
             "so adding workers here does not serve more.",
         )
-    per_worker = slope([(float(c.workers or 0), c.throughput_rps or 0.0) for c in scaling])
+    per_worker = per_worker_gain(scaling)
     largest = scaling[-1].workers or 0
     sizes = []
     for rate in EXAMPLE_RATES:
@@ -191,7 +196,7 @@ def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -
     )
     if stop is not None:
         high, top = best[stop], scaling[-1].throughput_rps or 0
-        if high.ideal_rps is not None and high.ideal_rps < 0.99 * (high.workers or 0) * ideal:
+        if offered_below_capacity(high, ideal):
             text += f" {high.workers} workers were offered less than their capacity: sized from ≤ {largest}."
         else:
             text += (

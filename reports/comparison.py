@@ -150,31 +150,44 @@ def outcome_comparison(cells: Sequence[CellSummary]) -> list[Verdict]:
     throughput more than 10 % apart): p99 alone hides the difference once both tails sit at the deadline.
     """
     topic = "queued vs sync outcomes"
-    usable = [c for c in measured(cells) if c.throughput_rps is not None]
+    usable = _with_throughput(cells)
     architectures = {c.architecture for c in usable}
     if not {"queued", "sync"} <= architectures:
         missing = " and ".join(sorted({"queued", "sync"} - architectures))
         text = f"No measured {missing} cells in this run: cannot compare timeouts and throughput."
         return [Verdict(topic, text, False)]
     lines = []
-    for load in sorted({c.load for c in usable}):
-        queued = [c for c in usable if c.load == load and c.architecture == "queued"]
-        sync = [c for c in usable if c.load == load and c.architecture == "sync"]
+    for load, pairs in _pairs_by_load(usable):
         where = LOAD_NAMES.get(load, load)
-        levels = {c.load_value for c in queued} & {c.load_value for c in sync}
-        common = sorted(v for v in levels if v is not None)
-        if not common:
+        if not pairs:
             text = (
                 f"{where.capitalize()}: no load level was run on both architectures: "
                 "cannot compare timeouts and throughput."
             )
             lines.append(Verdict(topic, text, False))
             continue
-        for level in common:
-            chosen_queued, chosen_sync = _preferred_pair(queued, sync, level)
+        for chosen_queued, chosen_sync in pairs:
             if _outcomes_differ(chosen_queued, chosen_sync):
                 lines.append(Verdict(topic, _outcome_text(chosen_queued, chosen_sync, where)))
     return lines
+
+
+def _with_throughput(cells: Sequence[CellSummary]) -> list[CellSummary]:
+    return [c for c in measured(cells) if c.throughput_rps is not None]
+
+
+def _pairs_by_load(
+    usable: Sequence[CellSummary],
+) -> list[tuple[str, list[tuple[CellSummary, CellSummary]]]]:
+    """Per load mode, the preferred (queued, sync) pair at each load level both ran at (none: empty)."""
+    groups = []
+    for load in sorted({c.load for c in usable}):
+        queued = [c for c in usable if c.load == load and c.architecture == "queued"]
+        sync = [c for c in usable if c.load == load and c.architecture == "sync"]
+        levels = {c.load_value for c in queued} & {c.load_value for c in sync}
+        common = sorted(v for v in levels if v is not None)
+        groups.append((load, [_preferred_pair(queued, sync, level) for level in common]))
+    return groups
 
 
 def _preferred_pair(
@@ -185,17 +198,9 @@ def _preferred_pair(
 
 
 def level_pairs(cells: Sequence[CellSummary]) -> list[tuple[CellSummary, CellSummary]]:
-    """The (queued, sync) pair the outcome lines compare, at each load level both ran at, per load mode."""
-    usable = [c for c in measured(cells) if c.throughput_rps is not None]
-    pairs = []
-    for load in sorted({c.load for c in usable}):
-        queued = [c for c in usable if c.load == load and c.architecture == "queued"]
-        sync = [c for c in usable if c.load == load and c.architecture == "sync"]
-        levels = {c.load_value for c in queued} & {c.load_value for c in sync}
-        pairs += [
-            _preferred_pair(queued, sync, level) for level in sorted(v for v in levels if v is not None)
-        ]
-    return pairs
+    """The (queued, sync) pairs the outcome lines compare, at each load level both ran at, per load mode."""
+    usable = _with_throughput(cells)
+    return [pair for _, pairs in _pairs_by_load(usable) for pair in pairs]
 
 
 def better_architecture(queued: CellSummary, sync: CellSummary) -> str | None:

@@ -219,14 +219,16 @@ def _html_table(rows: Sequence[list[str]], saturated: Sequence[bool]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
 
+def _html_items(verdicts: Sequence[Verdict]) -> str:
+    return "".join(
+        ("<li>" if v.supported else UNSUPPORTED_LI) + f"{html.escape(v.text)}</li>" for v in verdicts
+    )
+
+
 def render_html(content: ReportContent) -> str:
     esc = html.escape
     notice = f'<p class="notice">{esc(SYNTHETIC_NOTICE)}</p>' if content.synthetic else ""
     metadata = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in content.metadata)
-    answer, verdicts = (
-        "".join(("<li>" if v.supported else UNSUPPORTED_LI) + f"{esc(v.text)}</li>" for v in lines)
-        for lines in (content.answer, content.verdicts)
-    )
     plots = (
         "".join(
             f'<figure><img alt="{esc(p.title)}" src="{_data_uri(p)}">'
@@ -241,9 +243,9 @@ def render_html(content: ReportContent) -> str:
 <body>
 <h1>{esc(content.title)}</h1>
 {notice}
-<h2>Answer</h2><ul class="verdict">{answer}</ul>
+<h2>Answer</h2><ul class="verdict">{_html_items(content.answer)}</ul>
 <h2>Run</h2><dl>{metadata}</dl>
-<h2>Verdict</h2><ul class="verdict">{verdicts}</ul>
+<h2>Verdict</h2><ul class="verdict">{_html_items(content.verdicts)}</ul>
 <h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
 <h2>Plots</h2>{plots}
 <h2>Methodology</h2><ul>{method}</ul>

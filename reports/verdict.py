@@ -25,7 +25,10 @@ SCALING_STOP = 0.10  # a worker "stops paying" when it adds less than 10 % of on
 IDEAL_TOLERANCE = 0.10  # the issue's acceptance bound: queued throughput within 10 % of ideal_rps
 
 
-def _groups(cells: Iterable[CellSummary], *, by_config: bool) -> dict[tuple[str, ...], list[CellSummary]]:
+def series_groups(
+    cells: Iterable[CellSummary], *, by_config: bool
+) -> dict[tuple[str, ...], list[CellSummary]]:
+    """Cells keyed by (architecture, mode, load), plus the configuration label when `by_config`."""
     groups: dict[tuple[str, ...], list[CellSummary]] = defaultdict(list)
     for cell in cells:
         key = (cell.architecture, cell.mode, cell.load) + ((cell.config_label,) if by_config else ())
@@ -48,7 +51,7 @@ def baseline_timeouts(cells: Sequence[CellSummary], deadline_s: float | None) ->
         ]
     deadline = f"the {deadline_s:g} s deadline" if deadline_s else "the deadline"
     lines = []
-    for (_, mode, load, config), group in sorted(_groups(own, by_config=True).items()):
+    for (_, mode, load, config), group in sorted(series_groups(own, by_config=True).items()):
         group.sort(key=lambda c: c.load_value or 0)
         name = f"sync/{mode}" + (f" ({config})" if config else "") + f", {LOAD_NAMES.get(load, load)}"
         onset = next((c for c in group if (c.timeout_rate or 0) > TIMEOUT_ONSET), None)
@@ -112,13 +115,23 @@ def best_per_worker_count(cells: Iterable[CellSummary]) -> list[CellSummary]:
     return [best[w] for w in sorted(best)]
 
 
-def slope(points: Sequence[tuple[float, float]]) -> float:
+def _slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of y on x."""
     n = len(points)
     mean_x = sum(x for x, _ in points) / n
     mean_y = sum(y for _, y in points) / n
     sxx = sum((x - mean_x) ** 2 for x, _ in points)
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / sxx if sxx else 0.0
+
+
+def per_worker_gain(cells: Sequence[CellSummary]) -> float:
+    """Least-squares throughput gained per extra worker across `cells` (one per worker count)."""
+    return _slope([(float(c.workers or 0), c.throughput_rps or 0.0) for c in cells])
+
+
+def offered_below_capacity(cell: CellSummary, per_worker: float) -> bool:
+    """The cell's ideal_rps is client-bound: the load offered was below what its workers could serve."""
+    return cell.ideal_rps is not None and cell.ideal_rps < 0.99 * (cell.workers or 0) * per_worker
 
 
 def worker_scaling(cells: Sequence[CellSummary], service: ServiceModel | None) -> list[Verdict]:
@@ -128,7 +141,7 @@ def worker_scaling(cells: Sequence[CellSummary], service: ServiceModel | None) -
     if not queued:
         return [Verdict(topic, "No queued cells in this run: cannot say what extra workers buy.", False)]
     lines = []
-    for (_, mode, load), group in sorted(_groups(queued, by_config=False).items()):
+    for (_, mode, load), group in sorted(series_groups(queued, by_config=False).items()):
         best = best_per_worker_count(group)
         name = f"queued/{mode}, {LOAD_NAMES.get(load, load)}"
         ideal = per_worker_ideal(group, service)
@@ -160,14 +173,14 @@ def scaling_stop(best: Sequence[CellSummary], ideal: float) -> int | None:
 def _scaling_line(topic: str, name: str, best: Sequence[CellSummary], ideal: float) -> Verdict:
     stop_index = scaling_stop(best, ideal)
     scaling = best[: stop_index if stop_index is not None else len(best)]
-    points = [(float(c.workers or 0), c.throughput_rps or 0.0) for c in scaling]
+    gain = per_worker_gain(scaling)
     slope_text = (
         (
-            f"each extra worker buys {slope(points):.2f} req/s (ideal {ideal:.2f} req/s per worker, "
-            f"{100 * slope(points) / ideal:.0f} %) from {scaling[0].workers} to {scaling[-1].workers} "
+            f"each extra worker buys {gain:.2f} req/s (ideal {ideal:.2f} req/s per worker, "
+            f"{100 * gain / ideal:.0f} %) from {scaling[0].workers} to {scaling[-1].workers} "
             "workers"
         )
-        if len(points) >= 2
+        if len(scaling) >= 2
         else f"no gain past {workers_text(scaling[0].workers)}"
     )
     if stop_index is None:
@@ -183,7 +196,7 @@ def _scaling_line(topic: str, name: str, best: Sequence[CellSummary], ideal: flo
         f"less than {100 * SCALING_STOP:.0f} % of a worker's ideal throughput "
         f"({low.throughput_rps:.2f} → {high.throughput_rps:.2f} req/s)."
     )
-    if high.ideal_rps is not None and high.ideal_rps < 0.99 * (high.workers or 0) * ideal:
+    if offered_below_capacity(high, ideal):
         text += (
             f" But the load offered at {workers_text(high.workers)} was below their capacity "
             "(client-bound ideal): "
@@ -232,7 +245,7 @@ def ideal_closeness(cells: Sequence[CellSummary]) -> list[Verdict]:
         text = "No queued cell with both throughput and ideal_rps: cannot compare with the ideal."
         return [Verdict(topic, text, False)]
     lines = []
-    for (_, mode, load), group in sorted(_groups(queued, by_config=False).items()):
+    for (_, mode, load), group in sorted(series_groups(queued, by_config=False).items()):
         chosen = saturation_cells(group)
         if not chosen:
             continue

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from reports.answer import inline_or_queued, unbounded_inline, workers_needed
 from reports.run_data import CellSummary
-from tests.reports.test_verdict import SERVICE, cell, open_cell, queued_cell
+from tests.reports.test_verdict import SERVICE, cell, open_cell, queued_cell, sync_cell
 
 
 def overloaded_pair() -> list[CellSummary]:
@@ -57,16 +57,8 @@ def test_without_an_equal_capacity_pair_the_architecture_question_stays_open() -
 
 
 def asyncio_cell(users: int, throughput: float, timeouts: int = 0) -> CellSummary:
-    return cell(
-        cell_id=f"sync-asyncio-u{users}",
-        architecture="sync",
-        mode="asyncio",
-        users=users,
-        timeouts=timeouts,
-        throughput_rps=throughput,
-        p99_ms=650,
-        service_time_ms=320,
-        processes=1,
+    return sync_cell(
+        users, timeouts, p99=650, mode="asyncio", concurrency=None, throughput_rps=throughput, processes=1
     )
 
 

@@ -25,7 +25,10 @@ def cell(**fields: Any) -> CellSummary:
     return parse_summary_row(row)
 
 
-def sync_cell(users: int, timeouts: int, p99: float = 1000.0, mode: str = "threadpool") -> CellSummary:
+def sync_cell(
+    users: int, timeouts: int, p99: float = 1000.0, mode: str = "threadpool", **extra: Any
+) -> CellSummary:
+    """A closed-loop baseline cell; 8 threads unless `concurrency` says otherwise (None: unbounded)."""
     return cell(
         cell_id=f"sync-u{users}",
         architecture="sync",
@@ -33,8 +36,8 @@ def sync_cell(users: int, timeouts: int, p99: float = 1000.0, mode: str = "threa
         users=users,
         timeouts=timeouts,
         p99_ms=p99,
-        concurrency=8,
         service_time_ms=320,
+        **{"concurrency": 8, **extra},
     )
 
 
