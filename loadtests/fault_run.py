@@ -50,7 +50,7 @@ from loadtests.run_folder import (
 )
 from loadtests.services import free_port
 from loadtests.stack import EmbeddedStack, StackAutoscaling, StackError, policy_for
-from system.breaker import reset_shared_breaker
+from system.rag.breaker import reset_shared_breaker
 
 FAULTS_FOLDER = "faults"
 DRAIN_POLL_S = 0.5

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from system.breaker import shared_breaker_state
+from system.rag.breaker import shared_breaker_state
 
 SAMPLE_INTERVAL_S = 0.5
 BROKER_TIMEOUT_S = 0.4  # a sample must not wait longer than its interval on a dead broker

@@ -380,7 +380,7 @@ class EmbeddedStack:
             raise StackError(f"`ragload ingest` failed (exit code {code})\n{self._log_tail('ingest')}")
 
     def _prepare_metrics_dirs(self) -> None:
-        from system.metrics import prepare_multiprocess_dir
+        from system.rag.prometheus import prepare_multiprocess_dir
 
         if "PROMETHEUS_MULTIPROC_DIR" not in self.env:
             self.env.update(prepare_multiprocess_dir(self.log_dir / "metrics-queued"))

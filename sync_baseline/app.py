@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from sync_baseline.deadline import RequestDeadline
 from sync_baseline.metrics import RequestMetrics, forget_this_process, metrics_endpoint, track_breaker
 from sync_baseline.settings import BaselineSettings, Mode
-from system.breaker import breaker_status, configure_breaker
+from system.rag.breaker import breaker_status, configure_breaker
 from system.rag.errors import RagError
 from system.rag.http_errors import install_error_handlers, rag_error_response, retry_after_header
 from system.rag.pipeline import get_pipeline, warm_pipeline
@@ -127,7 +127,7 @@ def _lifespan(settings: BaselineSettings) -> Callable[[FastAPI], Any]:
             facts["concurrency"] if facts["concurrency"] is not None else "upstream-bound",
             facts["note"],
         )
-        track_breaker(configure_breaker(None))  # per process, in memory (system/breaker.py says why)
+        track_breaker(configure_breaker(None))  # per process, in memory (system/rag/breaker.py says why)
         warm_pipeline()
         try:
             yield

@@ -1,10 +1,10 @@
 """The baseline's Prometheus `/metrics`: its /chat requests, its LLM calls and its per-process breaker.
 
 - LLM latency and errors are the RAG core's own series (`ragload_llm_request_seconds`, `ragload_llm_errors`,
-  `ragload_breaker_transitions`, system/metrics.py), recorded by `llm_guard` around every LLM call.
+  `ragload_breaker_transitions`, system/rag/llm_metrics.py), recorded by `llm_guard` around every LLM call.
 - `/chat` requests: `ragload_baseline_requests{outcome}` and `ragload_baseline_request_seconds{outcome}`,
   measured outside the request deadline, so a 504 counts as a timeout.
-- `ragload_breaker_state{state}`: the breaker is per process here (system/breaker.py), so the gauge is the
+- `ragload_breaker_state{state}`: the breaker is per process here (system/rag/breaker.py), so the gauge is the
   number of baseline processes whose breaker is in that state (one process: 1 for its state, as on the API).
 
 With more than one process (`--processes` > 1) uvicorn's processes each count on their own, so they write to
@@ -27,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from system.breaker import StateChangeListener
-from system.metrics import BREAKER_STATES, LATENCY_BUCKETS, render_metrics
+from system.rag.breaker import StateChangeListener
+from system.rag.llm_metrics import BREAKER_STATES
+from system.rag.prometheus import LATENCY_BUCKETS, render_metrics
 
 REQUESTS = Counter(
     "ragload_baseline_requests", "Baseline /chat requests answered, by outcome", ["outcome"], registry=None

@@ -62,8 +62,8 @@ def metrics_dir(processes: int) -> Iterator[None]:
     """A PROMETHEUS_MULTIPROC_DIR for uvicorn's processes to share (sync_baseline/metrics.py).
 
     One given in the environment (the stack gives the baseline its own, emptied) is used as it is (created if
-    missing, by system/metrics.py); with several processes and none given, a temporary one lives as long as
-    the server. One process needs none: it counts in memory.
+    missing, by system/rag/prometheus.py); with several processes and none given, a temporary one lives as
+    long as the server. One process needs none: it counts in memory.
     """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR") or processes == 1:
         yield

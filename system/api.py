@@ -29,13 +29,14 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 
-from system.breaker import shared_breaker_state, shared_breaker_state_async
 from system.broker import AsyncBroker, JobSnapshot, new_job_id
 from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
-from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector, metrics_route
+from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector
+from system.rag.breaker import shared_breaker_state, shared_breaker_state_async
 from system.rag.errors import RagError
 from system.rag.http_errors import error_response, install_error_handlers, rag_error_response
 from system.rag.pipeline import get_pipeline, warm_pipeline
+from system.rag.prometheus import metrics_route
 from system.rag.schemas import ChatRequest, RagResult
 from system.retry_policy import ERROR_META_KEY
 from system.settings import LONG_POLL_LIMIT_S, SystemSettings, load_settings

@@ -4,7 +4,7 @@
    409, 429 or 5xx is retried by the SDK itself, with exponential backoff and jitter, honouring the
    upstream's `retry-after-ms`/`Retry-After` (up to 60 s). Short blips cost milliseconds and never
    reach the job. `SDK_MAX_RETRIES` = 2 (the SDK's default; `LLM_MAX_RETRIES` in RagSettings).
-2. **Circuit breaker** (system/breaker.py): counts the calls that failed *after* the SDK's retries; once
+2. **Circuit breaker** (system/rag/breaker.py): counts the calls that failed *after* the SDK's retries; once
    open, calls fail at once without touching the upstream, so job retries stop multiplying HTTP attempts.
 3. **Job (RQ `Retry`)**: a job whose pipeline raised a *transient* error (upstream unavailable or timed out,
    breaker open, broker hiccup, job timeout) or whose worker died under it (RQ's AbandonedJobError) is

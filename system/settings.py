@@ -1,6 +1,6 @@
 """Settings of the queued system (API and workers), read from the environment (no prefix).
 
-The RAG core reads its own (system/rag/settings.py); the breaker too (system/breaker.py, BREAKER_*).
+The RAG core reads its own (system/rag/settings.py); the breaker too (system/rag/breaker.py, BREAKER_*).
 """
 
 from __future__ import annotations

@@ -32,12 +32,12 @@ from rq import SimpleWorker, Worker
 from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
-from system.breaker import configure_breaker
 from system.broker import sync_connection
 from system.logs import configure_logging
-from system.metrics import serve_metrics
+from system.rag.breaker import configure_breaker
 from system.rag.errors import RagError
 from system.rag.pipeline import get_pipeline
+from system.rag.prometheus import serve_metrics
 from system.retry_policy import worker_options
 from system.settings import SystemSettings, load_settings
 
@@ -103,7 +103,8 @@ def serve_worker_metrics(settings: SystemSettings) -> bool:
 
     The pool's workers are forked processes, so their series reach this process only through the files of
     prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR must be set before the process starts,
-    since prometheus-client reads it on import (system/metrics.py creates the directory if it is missing).
+    since prometheus-client reads it on import (system/rag/prometheus.py creates the directory if it is
+    missing).
     """
     port = settings.worker_metrics_port
     assert port is not None

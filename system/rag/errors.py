@@ -21,3 +21,7 @@ class UpstreamTimeout(RagError):
 
 class IndexMissing(RagError):
     """The vector index has not been built (run `ragload ingest`)."""
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The LLM circuit breaker is open: the call was not made (system/rag/breaker.py)."""

@@ -3,7 +3,7 @@
 We use the latest SDK (3.x), which runs on `httpx2`; unit tests fake the upstream with
 `httpx2.MockTransport` passed in as `http_client` (respx patches `httpx` only and never sees these calls).
 Every SDK error leaves this module as one of the RAG core's errors (system/rag/errors.py), and every call
-goes through the LLM circuit breaker and its metrics (system/breaker.py).
+goes through the LLM circuit breaker and its metrics (system/rag/breaker.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from openai.types.create_embedding_response import CreateEmbeddingResponse
 
-from system.breaker import llm_guard
+from system.rag.breaker import llm_guard
 from system.rag.errors import RagError, UpstreamTimeout, UpstreamUnavailable
 from system.rag.schemas import Usage
 from system.rag.settings import RagSettings

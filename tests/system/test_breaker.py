@@ -14,7 +14,7 @@ import pybreaker
 import pytest
 from redis import Redis
 
-from system.breaker import (
+from system.rag.breaker import (
     BreakerSettings,
     CircuitOpen,
     LocalBreakerCollector,
@@ -24,8 +24,8 @@ from system.breaker import (
     reset_shared_breaker,
     shared_breaker_state,
 )
-from system.metrics import render_metrics
 from system.rag.errors import UpstreamUnavailable
+from system.rag.prometheus import render_metrics
 from tests.conftest import MockServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_caller_errors_do_not_open_it() -> None:
 TRIP_SCRIPT = """
 import sys, openai
 from redis import Redis
-from system.breaker import build_breaker, shared_breaker_state, llm_guard
+from system.rag.breaker import build_breaker, shared_breaker_state, llm_guard
 breaker = build_breaker(Redis.from_url(sys.argv[1]))  # settings from BREAKER_* env
 sdk = openai.OpenAI(base_url=sys.argv[2], api_key="k", max_retries=0, timeout=10)
 for _ in range(breaker.fail_max):
@@ -123,7 +123,7 @@ print(breaker.current_state)
 STATE_SCRIPT = """
 import sys
 from redis import Redis
-from system.breaker import build_breaker
+from system.rag.breaker import build_breaker
 print(build_breaker(Redis.from_url(sys.argv[1])).current_state)
 """
 

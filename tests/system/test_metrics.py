@@ -24,13 +24,11 @@ from system.metrics import (
     JOBS_ACCEPTED,
     BrokerCollector,
     count_job_failure,
-    metrics_route,
-    observe_llm,
-    prepare_multiprocess_dir,
     record_job_finished,
-    render_metrics,
 )
 from system.rag.errors import UpstreamTimeout, UpstreamUnavailable
+from system.rag.llm_metrics import observe_llm
+from system.rag.prometheus import metrics_route, prepare_multiprocess_dir, render_metrics
 from system.retry_policy import on_job_failure
 
 QUEUE = "ragload-metrics-test"
@@ -143,7 +141,8 @@ def test_broker_down_is_reported_not_raised() -> None:
 
 WRITER_SCRIPT = """
 import sys
-from system.metrics import JOBS_ACCEPTED, observe_llm, record_job_finished
+from system.metrics import JOBS_ACCEPTED, record_job_finished
+from system.rag.llm_metrics import observe_llm
 for _ in range(int(sys.argv[1])):
     JOBS_ACCEPTED.inc()
     record_job_finished(queue_wait_s=0.01, run_s=0.2, end_to_end_s=0.25)

@@ -14,7 +14,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.services import ManagedProcess, free_port, ragload_command
-from system.metrics import prepare_multiprocess_dir
+from system.rag.prometheus import prepare_multiprocess_dir
 from tests.system.test_api import status, submit
 
 JOBS = 4
