@@ -22,7 +22,8 @@ from system.rag.corpus import Chunk, file_chunks, stdlib_chunks
 from system.rag.errors import RagError
 from system.rag.llm import LLMClient
 from system.rag.settings import RagSettings
-from system.rag.store import DimensionMismatch, IndexPoint, IndexWriter, digest, open_writer
+from system.rag.store import DimensionMismatch, IndexPoint, IndexWriter, digest
+from system.rag.store_backend import open_writer
 
 EMBED_BATCH = 128  # texts per embeddings request: large enough to amortise a round trip, small for progress
 EMBED_CONCURRENCY = 4  # requests in flight: overlaps the upstream's latency without flooding it

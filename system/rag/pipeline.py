@@ -25,8 +25,9 @@ from system.rag.llm import AsyncLLMClient, LLMClient
 from system.rag.prompt import build_messages
 from system.rag.schemas import MAX_TOP_K, RagResult, Source, Timings, Usage
 from system.rag.settings import RagSettings
-from system.rag.store import VectorStore, open_store
-from system.rag.store import index_exists as _store_index_exists
+from system.rag.store import VectorStore
+from system.rag.store_backend import index_exists as _store_index_exists
+from system.rag.store_backend import open_store
 
 T = TypeVar("T")
 

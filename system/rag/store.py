@@ -1,8 +1,9 @@
 """The vector store seen by the pipeline and by ingest, whichever Qdrant is behind it.
 
 Two adapters implement these protocols: `edge_store` (qdrant-edge-py, the embedded default: a shard on
-disk loaded read-only by every process) and `server_store` (qdrant-client, when QDRANT_URL is set).
-Nothing outside this module and the adapters knows which one is in use.
+disk loaded read-only by every process) and `server_store` (qdrant-client, when QDRANT_URL is set); both
+import this module for the helpers they share, and `store_backend` picks one from the settings. Nothing
+outside these modules knows which one is in use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any, Protocol
 
 from system.rag.errors import RagError
 from system.rag.schemas import Source
-from system.rag.settings import RagSettings
 
 # Point ids are uuid5(chunk id) in this namespace: the same chunk always lands on the same point.
 CHUNK_NAMESPACE = uuid.UUID("4f6c2a4e-8d1b-5c7e-9a3f-2b6d8e0c1a57")
@@ -97,35 +97,3 @@ class IndexWriter(Protocol):
     def commit(self) -> None: ...
 
     def abort(self) -> None: ...
-
-
-def open_store(settings: RagSettings) -> VectorStore:
-    """The store the settings point at; raises IndexMissing if there is no index yet."""
-    if settings.qdrant_url:
-        from system.rag.server_store import ServerStore
-
-        return ServerStore.connect(settings)
-    from system.rag.edge_store import EdgeStore
-
-    return EdgeStore.load(settings.edge_shard_path)
-
-
-def index_exists(settings: RagSettings) -> bool:
-    if settings.qdrant_url:
-        from system.rag.server_store import collection_exists
-
-        return collection_exists(settings)
-    from system.rag.edge_store import shard_exists
-
-    return shard_exists(settings.edge_shard_path)
-
-
-def open_writer(settings: RagSettings, recreate: bool = False) -> IndexWriter:
-    """A writer on the configured index; raises DimensionMismatch unless `recreate` drops the old one."""
-    if settings.qdrant_url:
-        from system.rag.server_store import ServerIndexWriter
-
-        return ServerIndexWriter.open(settings, recreate=recreate)
-    from system.rag.edge_store import EdgeIndexWriter
-
-    return EdgeIndexWriter.open(settings.edge_shard_path, settings.embed_dim, recreate=recreate)

@@ -16,7 +16,8 @@ from system.rag.errors import IndexMissing, RagError, UpstreamUnavailable
 from system.rag.ingest import ingest
 from system.rag.llm import LLMClient
 from system.rag.settings import RagSettings
-from system.rag.store import DimensionMismatch, IndexPoint, index_exists, open_store, open_writer
+from system.rag.store import DimensionMismatch, IndexPoint
+from system.rag.store_backend import index_exists, open_store, open_writer
 from tests.conftest import MockServer
 
 EXTRA = [

@@ -15,7 +15,8 @@ from system.rag.ingest import ingest
 from system.rag.pipeline import Pipeline
 from system.rag.server_store import ServerIndexWriter, ServerStore
 from system.rag.settings import RagSettings
-from system.rag.store import DimensionMismatch, IndexPoint, index_exists, open_store
+from system.rag.store import DimensionMismatch, IndexPoint
+from system.rag.store_backend import index_exists, open_store
 from tests.conftest import MockServer
 
 
