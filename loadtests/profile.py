@@ -59,6 +59,21 @@ class MockSettings(BaseModel):
         """Mean configured upstream time of one RAG request: one embeddings call plus one chat call."""
         return LatencySpec.parse(self.chat_latency).mean + LatencySpec.parse(self.embed_latency).mean
 
+    def service_time_numbers(self) -> dict[str, Any]:
+        """Mean (s) and CV² of the configured upstream time, per call and per request (one embeddings call,
+        then one chat call), for config.json's `service_time_model`: the report's queueing model reads these
+        numbers, never a latency spec (reports/ imports nothing of the mock)."""
+        calls = {
+            "embeddings": LatencySpec.parse(self.embed_latency),
+            "chat": LatencySpec.parse(self.chat_latency),
+        }
+        mean = sum(spec.mean for spec in calls.values())
+        variance = sum(spec.variance for spec in calls.values())
+        return {
+            "per_call": {name: _moments(str(spec), spec.mean, spec.variance) for name, spec in calls.items()},
+            "per_request": _moments(" + ".join(str(spec) for spec in calls.values()), mean, variance),
+        }
+
     def args(self, seed: int) -> list[str]:
         return [
             "--chat-latency",
@@ -68,6 +83,10 @@ class MockSettings(BaseModel):
             "--seed",
             str(seed),
         ]
+
+
+def _moments(model: str, mean_s: float, variance: float) -> dict[str, Any]:
+    return {"model": model, "mean_s": mean_s, "cv2": variance / mean_s**2 if mean_s > 0 else 0.0}
 
 
 class Group(BaseModel):

@@ -432,6 +432,7 @@ def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]
             "embed_mean_ms": round(embed.mean * 1000, 3),
             "service_time_ms": round(profile.mock.service_time_s * 1000, 3),
             "calls_per_request": {"embeddings": 1, "chat": 1},
+            **profile.mock.service_time_numbers(),
         },
         "target": args.target or "embedded",
         "locust_workers": args.locust_workers,

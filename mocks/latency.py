@@ -115,6 +115,20 @@ class LatencySpec:
             return self.a * math.exp(self.b**2 / 2)
         return self.a
 
+    @property
+    def variance(self) -> float:
+        """Variance in seconds² (the clipping of `normal` at 0 is ignored, as in `mean`)."""
+        if self.kind == "const":
+            return 0.0
+        if self.kind == "uniform":
+            return (self.b - self.a) ** 2 / 12
+        if self.kind == "normal":
+            return self.b**2
+        if self.kind == "lognormal":
+            sigma2 = self.b**2
+            return self.a**2 * math.exp(sigma2) * (math.exp(sigma2) - 1)
+        return self.a**2  # exp: variance = mean²
+
     def sample(self, rng: random.Random) -> float:
         """One latency in seconds, never negative."""
         kind = self.kind

@@ -4,22 +4,20 @@
 - M/D/c: Cosmetatos' correction of the M/M/c wait (Cosmetatos 1976; exact for c = 1, within a few % for
   c > 1 at moderate to high load).
 - M/G/c: Allen–Cunneen, Wq ≈ Wq(M/M/c) · (Ca² + Cs²) / 2 with Ca² = 1 (Poisson). This is the model used for
-  predictions: the mock's latency model gives Cs² (the squared coefficient of variation of service time),
-  so lognormal, uniform or constant latency are all covered by one formula.
+  predictions: the run folder's service-time model gives Cs² (the squared coefficient of variation of
+  service time), so lognormal, uniform or constant latency are all covered by one formula.
 - Closed loop with zero think time: every user is always in the system, so min(U, c) servers are busy and
   throughput = min(U, c) / S, mean response = U / throughput (Little's law) — exact, any distribution.
 
-The service time is the mean configured upstream time (embed + chat); client, broker and worker overheads
-are not modelled, so a measurement slightly below a prediction is expected.
+The service time is the mean configured upstream time (embed + chat), as the harness wrote it into the run
+folder (reports/run_data.py reads it); client, broker and worker overheads are not modelled, so a
+measurement slightly below a prediction is expected.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-
-from mocks.latency import LatencySpec
 
 
 @dataclass(frozen=True)
@@ -34,30 +32,6 @@ class ServiceModel:
     def rate(self) -> float:
         """μ: requests per second one server completes."""
         return 1.0 / self.mean_s
-
-    @classmethod
-    def from_specs(cls, specs: Iterable[str]) -> ServiceModel:
-        """Sum of independent latency models (e.g. one embed call and one chat call)."""
-        parsed = [LatencySpec.parse(spec) for spec in specs]
-        mean = sum(spec.mean for spec in parsed)
-        variance = sum(spec_variance(spec) for spec in parsed)
-        return cls(
-            mean_s=mean, cv2=variance / mean**2 if mean > 0 else 0.0, source=" + ".join(map(str, parsed))
-        )
-
-
-def spec_variance(spec: LatencySpec) -> float:
-    """Variance (s²) of one latency model; normal's clipping at 0 is ignored, as in LatencySpec.mean."""
-    if spec.kind == "const":
-        return 0.0
-    if spec.kind == "uniform":
-        return (spec.b - spec.a) ** 2 / 12
-    if spec.kind == "normal":
-        return spec.b**2
-    if spec.kind == "lognormal":
-        sigma2 = spec.b**2
-        return spec.a**2 * math.exp(sigma2) * (math.exp(sigma2) - 1)
-    return spec.a**2  # exp: variance = mean²
 
 
 def erlang_c(servers: int, offered: float) -> float:

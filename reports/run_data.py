@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reports.legacy_service_time import service_model_from_specs
 from reports.queueing import ServiceModel
 
 TRUE_WORDS = frozenset({"true", "1", "yes"})
@@ -203,12 +204,25 @@ class RunData:
         return bool(self.meta.get("synthetic"))
 
     def service_model(self) -> ServiceModel | None:
-        """From the mock latency model in config.json; else the mean service time, treated as constant."""
+        """From config.json's `service_time_model.per_request` (mean and CV², written by the harness); in an
+        older folder, from the mock's latency specs (reports/legacy_service_time.py); else the mean service
+        time, treated as constant."""
+        recorded = self.config.get("service_time_model")
+        per_request = recorded.get("per_request") if isinstance(recorded, Mapping) else None
+        if isinstance(per_request, Mapping):
+            try:
+                return ServiceModel(
+                    mean_s=float(per_request["mean_s"]),
+                    cv2=float(per_request["cv2"]),
+                    source=str(per_request["model"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                pass
         chat, embed = _find_key(self.config, "chat_latency"), _find_key(self.config, "embed_latency")
         specs = [spec for spec in (embed, chat) if isinstance(spec, str)]
         if specs:
             try:
-                return ServiceModel.from_specs(specs)
+                return service_model_from_specs(specs)
             except ValueError:
                 pass
         service_ms = _find_key(self.config, "service_time_ms")

@@ -51,11 +51,14 @@ def test_text_form_round_trips(spec: str) -> None:
 @pytest.mark.parametrize(
     "spec", ["const:200ms", "uniform:100ms,300ms", "normal:500ms,100ms", "lognormal:800ms,0.5", "exp:1s"]
 )
-def test_sample_median_matches_the_spec(spec: str) -> None:
+def test_sample_median_mean_and_variance_match_the_spec(spec: str) -> None:
+    """`mean` and `variance` are also what the harness writes into a run folder for the queueing model."""
     model = LatencySpec.parse(spec)
     rng = random.Random(7)
     samples = [model.sample(rng) for _ in range(SAMPLES)]
     assert statistics.median(samples) == pytest.approx(model.median, rel=0.05)
+    assert statistics.fmean(samples) == pytest.approx(model.mean, rel=0.05)
+    assert statistics.pvariance(samples) == pytest.approx(model.variance, rel=0.15, abs=1e-12)
     assert min(samples) >= 0.0
 
 

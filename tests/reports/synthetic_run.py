@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.profile import MockSettings
 from mocks.latency import LatencySpec
 
 CHAT_LATENCY = "lognormal:300ms,0.25"
@@ -358,6 +359,10 @@ def write_run(run_dir: Path, run: RunPlan, drop_columns: Sequence[str] = ()) -> 
             "seed": run.seed,
         },
         "mock": {"chat_latency": CHAT_LATENCY, "embed_latency": EMBED_LATENCY},
+        # As `ragload bench` writes it: the numbers the report's queueing model reads.
+        "service_time_model": MockSettings(
+            chat_latency=CHAT_LATENCY, embed_latency=EMBED_LATENCY
+        ).service_time_numbers(),
         "cells": [{**asdict(plan), "cell_id": plan.cell_id(i)} for i, plan in enumerate(run.cells, start=1)],
     }
     meta = {

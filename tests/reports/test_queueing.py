@@ -78,16 +78,6 @@ def test_mmc_wait_quantile_inverts_the_tail() -> None:
     assert mmc_wait_quantile(0.1, 1.0, 4, 0.5) == 0.0  # almost nobody waits
 
 
-def test_service_model_from_latency_specs() -> None:
-    model = ServiceModel.from_specs(["const:10ms", "lognormal:300ms,0.25"])
-    lognormal_mean = 0.3 * math.exp(0.25**2 / 2)
-    lognormal_var = 0.3**2 * math.exp(0.25**2) * (math.exp(0.25**2) - 1)
-    assert model.mean_s == pytest.approx(0.01 + lognormal_mean)
-    assert model.cv2 == pytest.approx(lognormal_var / (0.01 + lognormal_mean) ** 2)
-    assert ServiceModel.from_specs(["exp:200ms"]).cv2 == pytest.approx(1.0)
-    assert ServiceModel.from_specs(["const:200ms"]).cv2 == 0.0
-
-
 def test_predictions_closed_and_open() -> None:
     service = ServiceModel(mean_s=0.5, cv2=0.0, source="const:500ms")
     closed = predict_closed(users=12, servers=4, service=service)
