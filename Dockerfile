@@ -18,7 +18,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 
-# Then the code (kept in /app too: Locust runs `-f loadtests/locustfile.py`).
+# Then the code (kept in /app too: Locust runs `-f loadtests/locust/locustfile.py`).
 COPY README.md ./
 COPY system ./system
 COPY sync_baseline ./sync_baseline

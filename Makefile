@@ -40,7 +40,7 @@ bench-ci: setup
 # The Locust web UI against a running `ragload up` (API :8000, baseline :8001). No --host: each user class
 # targets its own service (RAGLOAD_API_URL / RAGLOAD_BASELINE_URL override them); pick users and shape in the UI.
 locust-ui: setup
-	$(BIN)/locust -f loadtests/locustfile.py --class-picker --web-host 127.0.0.1 --web-port 8089
+	$(BIN)/locust -f loadtests/locust/locustfile.py --class-picker --web-host 127.0.0.1 --web-port 8089
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
-from loadtests.profile import Cell
-from loadtests.samples import Sample, read_samples, write_samples
-from loadtests.summary import summarize
+from loadtests.sweep.profile import Cell
+from loadtests.sweep.samples import Sample, read_samples, write_samples
+from loadtests.sweep.summary import summarize
 from system.broker import AsyncBroker
 from system.jobs import process_query
 from system.rag.pipeline import get_pipeline

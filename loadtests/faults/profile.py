@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loadtests.profile import ProfileError, resolve_path
+from loadtests.sweep.profile import ProfileError, resolve_path
 from mocks.latency import LatencySpec
 
 FAULT_KIND = "faults"

@@ -21,8 +21,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from loadtests.fault_audit import Audit, audit_jobs, write_jobs
-from loadtests.fault_events import (
+from loadtests.faults.audit import Audit, audit_jobs, write_jobs
+from loadtests.faults.events import (
     EventLog,
     EventPlayer,
     StackFaults,
@@ -30,17 +30,19 @@ from loadtests.fault_events import (
     plan,
     put_mock_config,
 )
-from loadtests.fault_profile import FaultProfile, LlmOutage, Scenario, load_fault_profile
-from loadtests.fault_submitter import Answer, SubmitTally, Submitter
-from loadtests.fault_timeline import (
+from loadtests.faults.profile import FaultProfile, LlmOutage, Scenario, load_fault_profile
+from loadtests.faults.submitter import Answer, SubmitTally, Submitter
+from loadtests.faults.timeline import (
     BrokerReader,
     JobTracker,
     TimelineSampler,
     broker_connection,
     write_timeline,
 )
-from loadtests.profile import ProfileError
-from loadtests.run_folder import (
+from loadtests.stack.embedded_stack import EmbeddedStack, StackAutoscaling, StackError, policy_for
+from loadtests.stack.services import free_port
+from loadtests.sweep.profile import ProfileError
+from loadtests.sweep.run_folder import (
     git_revision,
     iso_now,
     machine_facts,
@@ -48,8 +50,6 @@ from loadtests.run_folder import (
     package_versions,
     write_json,
 )
-from loadtests.services import free_port
-from loadtests.stack import EmbeddedStack, StackAutoscaling, StackError, policy_for
 from system.rag.breaker import reset_shared_breaker
 
 FAULTS_FOLDER = "faults"
@@ -272,7 +272,7 @@ def outcome_line(outcome: Mapping[str, Any]) -> str:
     )
 
 
-# ---- the command (dispatched from loadtests/sweep.py) ------------------------------------------------------
+# ---- the command (dispatched from loadtests/sweep/runner.py) ---------------------------------------------
 
 
 def stack_env(profile: FaultProfile) -> dict[str, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from loadtests.fault_profile import LoadStep
+from loadtests.faults.profile import LoadStep
 
 SUBMIT_TIMEOUT_S = 10.0  # the API answers a submit in milliseconds, or 503 within its 2 s broker timeout
 MAX_IN_FLIGHT = 256  # past this an arrival waits for a free slot (the API is then the bottleneck anyway)

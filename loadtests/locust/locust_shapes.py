@@ -1,16 +1,18 @@
-"""CellShape: the Locust shape of one sweep cell, built from loadtests/shapes.py and the RAGLOAD_* settings.
+"""CellShape: the Locust shape of one sweep cell, built from loadtests/locust/shapes.py and the RAGLOAD_*
+settings.
 
 Closed loop: RAGLOAD_USERS chat users for RAGLOAD_DURATION_S. Open loop: a pool of users sized for
 RAGLOAD_RATE arrivals per second at the deadline (shapes.pool_size), for RAGLOAD_DURATION_S; the arrival
-times themselves come from each process's ArrivalSchedule (loadtests/user_support.py). Plus the one probe.
+times themselves come from each process's ArrivalSchedule (loadtests/locust/user_support.py). Plus the one
+probe.
 """
 
 from __future__ import annotations
 
 import locust  # isort: split  (first: it monkey-patches the process with gevent)
 
-from loadtests.shapes import PoissonArrivals, Tick, UserSteps
-from loadtests.user_support import settings
+from loadtests.locust.shapes import PoissonArrivals, Tick, UserSteps
+from loadtests.locust.user_support import settings
 
 PROBE_USERS = 1  # ProbeUser.fixed_count
 

@@ -13,10 +13,10 @@ import os
 
 import locust  # isort: split  (first: it monkey-patches the process with gevent)
 
-from loadtests.probe_user import ProbeUser
-from loadtests.queued_chat_user import QueuedChatUser
-from loadtests.shapes import Tick, UserSteps
-from loadtests.sync_chat_user import SyncChatUser
+from loadtests.locust.probe_user import ProbeUser
+from loadtests.locust.queued_chat_user import QueuedChatUser
+from loadtests.locust.shapes import Tick, UserSteps
+from loadtests.locust.sync_chat_user import SyncChatUser
 
 __all__ = ["ProbeUser", "QueuedChatUser", "RisingUsers", "SyncChatUser"]
 

@@ -11,8 +11,8 @@ import time
 import locust  # isort: split  (first: it monkey-patches the process with gevent)
 from locust.contrib.fasthttp import FastHttpUser
 
-from loadtests.samples import Sample
-from loadtests.user_support import install_listeners, outcome_of, sample_log, settings
+from loadtests.locust.user_support import install_listeners, outcome_of, sample_log, settings
+from loadtests.sweep.samples import Sample
 
 CONFIG = settings()
 install_listeners(locust.events)

@@ -19,8 +19,7 @@ import locust  # isort: split  (first: it monkey-patches the process with gevent
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
-from loadtests.samples import Sample
-from loadtests.user_support import (
+from loadtests.locust.user_support import (
     LONG_POLL_MAX_S,
     NETWORK_MARGIN_S,
     Start,
@@ -32,6 +31,7 @@ from loadtests.user_support import (
     sample_log,
     settings,
 )
+from loadtests.sweep.samples import Sample
 
 CONFIG = settings()
 install_listeners(locust.events)

@@ -8,7 +8,7 @@
   pool was exhausted), not hidden.
 
 `tick(run_time)` returns `(users, spawn_rate)` while the shape runs and None when it is over, as Locust's
-`LoadTestShape.tick()` does (loadtests/locust_shapes.py adapts these to Locust).
+`LoadTestShape.tick()` does (loadtests/locust/locust_shapes.py adapts these to Locust).
 """
 
 from __future__ import annotations

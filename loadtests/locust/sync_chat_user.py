@@ -13,8 +13,7 @@ import locust  # isort: split  (first: it monkey-patches the process with gevent
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
-from loadtests.samples import Sample
-from loadtests.user_support import (
+from loadtests.locust.user_support import (
     fire_e2e,
     install_listeners,
     next_start,
@@ -23,6 +22,7 @@ from loadtests.user_support import (
     sample_log,
     settings,
 )
+from loadtests.sweep.samples import Sample
 
 CONFIG = settings()
 install_listeners(locust.events)

@@ -18,8 +18,8 @@ import gevent
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from loadtests.samples import RawSampleWriter, Sample
-from loadtests.shapes import ArrivalSchedule, PoissonArrivals
+from loadtests.locust.shapes import ArrivalSchedule, PoissonArrivals
+from loadtests.sweep.samples import RawSampleWriter, Sample
 
 NETWORK_MARGIN_S = 2.0  # a long-poll answers at its `wait`; the socket may wait this much longer
 LONG_POLL_MAX_S = 30.0  # the API's cap on `wait` (DESIGN.md)

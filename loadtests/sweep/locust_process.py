@@ -2,7 +2,7 @@
 
 One process by default; with `generator_processes > 1`, a master and that many workers (distributed
 Locust), for loads past one core. The cell is described to the scenarios by RAGLOAD_* environment variables
-(loadtests/user_support.py); the shape is loadtests/locust_shapes.py.
+(loadtests/locust/user_support.py); the shape is loadtests/locust/locust_shapes.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loadtests.profile import Cell
-from loadtests.services import free_port
+from loadtests.stack.services import free_port
+from loadtests.sweep.profile import Cell
 
-LOADTESTS = Path(__file__).parent
+LOCUST_FILES = Path(__file__).parent.parent / "locust"
 SCENARIO_FILES = {"queued": "queued_chat_user.py", "sync": "sync_chat_user.py"}
 STOP_MARGIN_S = 3.0  # after the shape ends, requests in flight get the deadline plus this to finish
 EXIT_MARGIN_S = 60.0  # beyond warm-up + duration + stop timeout: the process is stuck, kill it
@@ -74,7 +74,7 @@ class LocustRun:
 
     def files(self) -> str:
         names = [SCENARIO_FILES[self.cell.architecture], "probe_user.py", "locust_shapes.py"]
-        return ",".join(str(LOADTESTS / name) for name in names)
+        return ",".join(str(LOCUST_FILES / name) for name in names)
 
     def _common(self) -> list[str]:
         return [sys.executable, "-m", "locust", "-f", self.files(), "--loglevel", "WARNING"]

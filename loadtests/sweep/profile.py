@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mocks.latency import LatencySpec
 
-PROFILES_DIR = Path(__file__).parent / "profiles"
+PROFILES_DIR = Path(__file__).parent.parent / "profiles"  # loadtests/profiles/: sweeps and faults
 QUEUED_MODES = ("longpoll", "poll")
 SYNC_MODES = ("threadpool", "blocking", "asyncio")
 # Fixed costs of one cell besides warm-up and measurement: Locust start-up (~1.5 s of imports), the tail

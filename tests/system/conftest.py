@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import pytest
 
-from loadtests.services import ragload_command
+from loadtests.stack.services import ragload_command
 
 TEST_QUEUE = "ragload-test"
 WORKER_TIMEOUT_S = 90  # a burst worker starts (imports, index) in a second or two and runs a few jobs

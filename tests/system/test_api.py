@@ -15,7 +15,7 @@ import pytest
 import redis
 from rq.job import Job
 
-from loadtests.services import ragload_command
+from loadtests.stack.services import ragload_command
 from system.rag.schemas import MAX_QUERY_CHARS
 from tests.conftest import MockServer
 from tests.system.conftest import TEST_QUEUE, RunWorkers

@@ -11,7 +11,7 @@ import pytest
 import redis
 from rq import Queue
 
-from loadtests.services import ManagedProcess, free_port, ragload_command
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command
 from system.retry_policy import job_retry
 from tests.conftest import MockServer
 from tests.system.conftest import TEST_QUEUE

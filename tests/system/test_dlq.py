@@ -12,7 +12,7 @@ from rq import Queue, Retry, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 
 from loadtests import cli
-from loadtests.services import ragload_command
+from loadtests.stack.services import ragload_command
 from system.metrics import count_job_failure
 from system.rag.errors import UpstreamUnavailable
 from system.retry_policy import on_job_failure

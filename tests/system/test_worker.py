@@ -17,7 +17,7 @@ import pytest
 import redis
 from rq import Worker
 
-from loadtests.services import ragload_command
+from loadtests.stack.services import ragload_command
 from tests.conftest import MockServer
 from tests.system.conftest import TEST_QUEUE
 from tests.system.test_api import status, submit

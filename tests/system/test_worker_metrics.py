@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtests.services import ManagedProcess, free_port, ragload_command
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command
 from system.rag.prometheus import prepare_multiprocess_dir
 from tests.system.test_api import status, submit
 

@@ -9,8 +9,8 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from loadtests.fault_audit import JOB_COLUMNS, audit_jobs, write_jobs
-from loadtests.fault_timeline import JobTracker
+from loadtests.faults.audit import JOB_COLUMNS, audit_jobs, write_jobs
+from loadtests.faults.timeline import JobTracker
 from system.retry_policy import ERROR_META_KEY, on_job_failure
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from loadtests.fault_events import Action, plan
-from loadtests.fault_profile import (
+from loadtests.faults.events import Action, plan
+from loadtests.faults.profile import (
     BrokerRestart,
     KillWorker,
     LlmOutage,
@@ -18,8 +18,8 @@ from loadtests.fault_profile import (
     load_fault_profile,
     parse_fault_profile,
 )
-from loadtests.fault_submitter import next_arrival, rate_at
-from loadtests.profile import ProfileError
+from loadtests.faults.submitter import next_arrival, rate_at
+from loadtests.sweep.profile import ProfileError
 
 
 def scenario(**changes: Any) -> dict[str, Any]:

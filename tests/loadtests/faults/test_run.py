@@ -12,13 +12,13 @@ import psutil
 import redis
 from rq import Queue
 
-from loadtests.embedded_valkey import EmbeddedValkey
-from loadtests.fault_audit import JOB_COLUMNS
-from loadtests.fault_profile import parse_fault_profile
-from loadtests.fault_run import ScenarioRun, stack_env
-from loadtests.fault_timeline import TIMELINE_COLUMNS
-from loadtests.services import free_port
-from loadtests.stack import EmbeddedStack
+from loadtests.faults.audit import JOB_COLUMNS
+from loadtests.faults.profile import parse_fault_profile
+from loadtests.faults.run import ScenarioRun, stack_env
+from loadtests.faults.timeline import TIMELINE_COLUMNS
+from loadtests.stack.embedded_stack import EmbeddedStack
+from loadtests.stack.embedded_valkey import EmbeddedValkey
+from loadtests.stack.services import free_port
 
 DOCS = {"queues.md": "# Job queues\n\nA job queue decouples accepting a request from doing the work.\n"}
 # ~100 jobs in the first second, then next to nothing: the kill at 2 s finds the workers idle, so no job has

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.locust_process import LocustRun
-from loadtests.profile import Cell
-from loadtests.run_folder import collect
-from loadtests.services import free_port
-from loadtests.stack import EmbeddedStack
-from loadtests.summary import summarize
+from loadtests.stack.embedded_stack import EmbeddedStack
+from loadtests.stack.services import free_port
+from loadtests.sweep.locust_process import LocustRun
+from loadtests.sweep.profile import Cell
+from loadtests.sweep.run_folder import collect
+from loadtests.sweep.summary import summarize
 from tests.conftest import MockServer
 
 

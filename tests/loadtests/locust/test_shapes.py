@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from loadtests.shapes import ArrivalSchedule, PoissonArrivals, Step, UserSteps, pool_size
+from loadtests.locust.shapes import ArrivalSchedule, PoissonArrivals, Step, UserSteps, pool_size
 
 
 def test_user_steps_tick_follows_the_steps_then_ends() -> None:

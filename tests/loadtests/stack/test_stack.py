@@ -25,9 +25,15 @@ import pytest
 import redis
 from rq import Queue
 
-from loadtests.embedded_valkey import EmbeddedValkey
-from loadtests.services import free_port, ragload_command
-from loadtests.stack import EmbeddedStack, StackAutoscaling, StackError, add_arguments, supervise
+from loadtests.stack.embedded_stack import (
+    EmbeddedStack,
+    StackAutoscaling,
+    StackError,
+    add_arguments,
+    supervise,
+)
+from loadtests.stack.embedded_valkey import EmbeddedValkey
+from loadtests.stack.services import free_port, ragload_command
 from system.autoscale import ScalePolicy
 
 ZERO_LATENCY = ("--chat-latency", "const:0ms", "--embed-latency", "const:0ms")

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from loadtests.profile import (
+from loadtests.sweep.profile import (
     PROFILES_DIR,
     ProfileError,
     estimated_wall_s,

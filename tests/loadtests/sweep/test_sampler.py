@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from loadtests.sampler import SERVER_COLUMNS, CpuMeter, QueueProbe, ServerSampler
+from loadtests.sweep.sampler import SERVER_COLUMNS, CpuMeter, QueueProbe, ServerSampler
 
 BUSY = "import time\nend = time.time() + 5\nwhile time.time() < end: pass"
 PARENT = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {BUSY!r}])"

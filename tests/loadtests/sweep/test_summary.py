@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.profile import Cell
-from loadtests.samples import Sample, read_samples, write_samples
-from loadtests.summary import SUMMARY_COLUMNS, ideal_rps, percentile, summarize, write_summary
+from loadtests.sweep.profile import Cell
+from loadtests.sweep.samples import Sample, read_samples, write_samples
+from loadtests.sweep.summary import SUMMARY_COLUMNS, ideal_rps, percentile, summarize, write_summary
 
 QUEUED = Cell(
     index=1,

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.embedded_valkey import EmbeddedValkey
-from loadtests.services import ManagedProcess, free_port, ragload_command, stop_all
-from loadtests.sweep import TargetMismatch, parse_target
+from loadtests.stack.embedded_valkey import EmbeddedValkey
+from loadtests.stack.services import ManagedProcess, free_port, ragload_command, stop_all
+from loadtests.sweep.runner import TargetMismatch, parse_target
 from mocks.latency import LatencySpec
 
 CHAT_LATENCY = "const:20ms"

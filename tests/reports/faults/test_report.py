@@ -12,10 +12,10 @@ from PIL import Image
 
 from loadtests.cli import main as cli_main
 from reports.build import build_report
-from reports.fault_data import TimelineRow, is_fault_run, load_fault_run
-from reports.fault_plots import unsampled_windows
-from reports.fault_verdict import scenario_verdict
-from tests.reports.synthetic_faults import default_plans, write_fault_run
+from reports.faults.data import TimelineRow, is_fault_run, load_fault_run
+from reports.faults.plots import unsampled_windows
+from reports.faults.verdict import scenario_verdict
+from tests.reports.faults.synthetic_faults import default_plans, write_fault_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

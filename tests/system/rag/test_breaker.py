@@ -28,7 +28,7 @@ from system.rag.errors import UpstreamUnavailable
 from system.rag.prometheus import render_metrics
 from tests.conftest import MockServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

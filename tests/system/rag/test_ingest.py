@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.services import ragload_command
+from loadtests.stack.services import ragload_command
 from system.rag.corpus import Chunk, stdlib_chunks
 from system.rag.edge_store import EdgeStore
 from system.rag.errors import IndexMissing, RagError, UpstreamUnavailable
