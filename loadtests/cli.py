@@ -14,10 +14,7 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help). Order is the order `ragload --help` lists them in.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "up": (
-        "loadtests.stack.embedded_stack",
-        "run the whole embedded stack in the foreground (Ctrl-C stops all)",
-    ),
+    "up": ("loadtests.stack.up", "run the whole embedded stack in the foreground (Ctrl-C stops all)"),
     "mock": ("mocks.server", "run the mock OpenAI-compatible server"),
     "ingest": ("system.rag.ingest", "chunk, embed and index a corpus (default: the stdlib docstrings)"),
     "api": ("system.api", "run the queued API (FastAPI -> Valkey/RQ)"),

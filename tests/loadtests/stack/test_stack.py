@@ -25,15 +25,11 @@ import pytest
 import redis
 from rq import Queue
 
-from loadtests.stack.embedded_stack import (
-    EmbeddedStack,
-    StackAutoscaling,
-    StackError,
-    add_arguments,
-    supervise,
-)
+from loadtests.stack.autoscaling import StackAutoscaling
+from loadtests.stack.embedded_stack import EmbeddedStack, StackError
 from loadtests.stack.embedded_valkey import EmbeddedValkey
 from loadtests.stack.services import free_port, ragload_command
+from loadtests.stack.up import add_arguments, supervise
 from system.autoscale import ScalePolicy
 
 ZERO_LATENCY = ("--chat-latency", "const:0ms", "--embed-latency", "const:0ms")
