@@ -1,26 +1,43 @@
-"""Counters behind GET /_mock/stats: requests, errors and calls in flight, in total and per endpoint."""
+"""Counters behind GET /_mock/stats: requests, errors and calls in flight (now and at most), in total and per
+endpoint."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
 class EndpointStats:
-    requests: int = 0
-    errors: int = 0  # answered with a status >= 400, or cut off / abandoned
-    in_flight: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
+    """One endpoint's counters. The app moves `in_flight` up and down around each call; `max_in_flight`, the
+    most calls in flight at once since the last reset, follows it (it shows whether calls overlapped)."""
+
+    __slots__ = ("requests", "errors", "statuses", "faults", "_in_flight", "max_in_flight")
+
+    def __init__(self, in_flight: int = 0) -> None:
+        self.requests = 0
+        self.errors = 0  # answered with a status >= 400, or cut off / abandoned
+        self.statuses: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self._in_flight = in_flight
+        self.max_in_flight = in_flight
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:
+        self._in_flight = value
+        if value > self.max_in_flight:
+            self.max_in_flight = value
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "errors": self.errors,
             "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
             "statuses": dict(self.statuses),
             "faults": dict(self.faults),
         }

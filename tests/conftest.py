@@ -68,6 +68,12 @@ class MockServer:
         with urllib.request.urlopen(f"{self.url}/_mock/stats", timeout=5) as response:
             return dict(json.load(response))
 
+    def reset_stats(self) -> None:
+        """Zero the counters (DELETE /_mock/stats); the high-water mark of calls in flight starts again."""
+        request = urllib.request.Request(f"{self.url}/_mock/stats", method="DELETE")
+        with urllib.request.urlopen(request, timeout=5):
+            pass
+
     def reset(self) -> None:
         self.configure(**self._defaults)
 

@@ -169,13 +169,21 @@ async def test_async_client_chat_embeddings_and_stream(async_client: AsyncOpenAI
 
 
 async def test_a_hundred_concurrent_calls_at_500ms_overlap(mock_server: MockServer) -> None:
+    """The mock serves calls at once, not one after another, and still gives each its full latency.
+
+    Overlap is read from the mock's own high-water mark of calls in flight, not from a wall-clock bound:
+    on a slow or busy machine sending 100 calls takes longer, but they must still all be in flight together
+    (each one waits 500 ms). Serialised calls would show 1, and take 50 s."""
     mock_server.configure(chat_latency="const:500ms")
     async with AsyncOpenAI(base_url=mock_server.base_url, api_key="mock-key", max_retries=0) as client:
         await client.models.list()  # connection set-up outside the timed part
+        mock_server.reset_stats()
         started = time.perf_counter()
         results = await asyncio.gather(
             *(client.chat.completions.create(model="mock-chat", messages=MESSAGES) for _ in range(100))
         )
         elapsed = time.perf_counter() - started
-    assert len(results) == 100
-    assert 0.5 <= elapsed < 1.0
+    chat = mock_server.stats()["endpoints"]["/v1/chat/completions"]
+    assert len(results) == 100 and chat["requests"] == 100
+    assert chat["max_in_flight"] >= 90  # all (or nearly all) at once
+    assert elapsed >= 0.5  # no call answered before its latency

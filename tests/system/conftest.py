@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -29,9 +30,9 @@ def queued_env(redis_url: str, rag_env: dict[str, str], monkeypatch: pytest.Monk
     return env
 
 
-@pytest.fixture
-async def api(queued_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the real app (lifespan included) over ASGI; the app reads the env of `queued_env`."""
+@asynccontextmanager
+async def running_api() -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real app (lifespan included) over ASGI; the app reads this process's environment."""
     from system.api import create_app
 
     app = create_app()
@@ -39,6 +40,13 @@ async def api(queued_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             yield client
+
+
+@pytest.fixture
+async def api(queued_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real app; the app reads the env of `queued_env`."""
+    async with running_api() as client:
+        yield client
 
 
 RunWorkers = Callable[..., subprocess.CompletedProcess[str]]

@@ -17,8 +17,11 @@ from rq.job import Job
 
 from loadtests.stack.services import ragload_command
 from system.rag.schemas import MAX_QUERY_CHARS
+from system.settings import LONG_POLL_LIMIT_S
 from tests.conftest import MockServer
-from tests.system.conftest import TEST_QUEUE, RunWorkers
+from tests.system.conftest import TEST_QUEUE, RunWorkers, running_api
+
+LONG_WAIT_S = 25.0  # a long-poll's `wait` that a test expects to be cut short
 
 JSON_QUESTION = "How do I serialize an object to a JSON formatted string?"
 PIPELINE_TIMINGS = {"embed", "retrieve", "llm", "total"}
@@ -95,7 +98,7 @@ async def test_long_poll_returns_as_soon_as_the_job_finishes(
     )
     try:
         started = time.monotonic()
-        body = await status(api, job_id, wait=25)
+        body = await status(api, job_id, wait=LONG_WAIT_S)
         answered_at = datetime.now(UTC)
         elapsed = time.monotonic() - started
     finally:
@@ -106,9 +109,10 @@ async def test_long_poll_returns_as_soon_as_the_job_finishes(
     ended_at = Job.fetch(job_id, connection=connection).ended_at
     connection.close()
     assert ended_at is not None
-    # Answered within a moment of the job's end, long before the 25 s limit (the worker starts in ~2 s).
-    assert (answered_at - ended_at).total_seconds() < 1.0
-    assert elapsed < 15
+    # Woken by the job's end, not by the wait limit (the worker starts in ~2 s, more on a busy machine):
+    # answered a moment after the job ended, and before the wait ran out.
+    assert (answered_at - ended_at).total_seconds() < LONG_WAIT_S / 5
+    assert elapsed < LONG_WAIT_S
 
 
 async def test_long_poll_gives_up_at_the_wait_limit_while_no_worker_runs(api: httpx.AsyncClient) -> None:
@@ -118,7 +122,7 @@ async def test_long_poll_gives_up_at_the_wait_limit_while_no_worker_runs(api: ht
     body = await status(api, job_id, wait=0.5)
 
     assert body["status"] == "queued"
-    assert 0.4 < time.monotonic() - started < 5
+    assert 0.4 < time.monotonic() - started < LONG_POLL_LIMIT_S / 2  # its own wait, not the API's cap
 
 
 async def test_llm_failure_fails_the_job_with_a_readable_error(
@@ -237,14 +241,24 @@ async def test_probes(api: httpx.AsyncClient) -> None:
     assert "ragload_queue_depth 1.0" in metrics
 
 
-async def test_concurrent_long_polls_all_return(api: httpx.AsyncClient, burst_workers: RunWorkers) -> None:
-    # More waiters than redis-py's default pool of 100 connections: none may fail for want of one.
-    job_ids = [await submit(api, query=f"question {i} about json") for i in range(5)]
-    waits = [asyncio.create_task(status(api, job_ids[i % 5], wait=20)) for i in range(150)]
-    await asyncio.sleep(0.5)  # the long-polls are blocked on their result streams now
+async def test_concurrent_long_polls_all_return(
+    queued_env: dict[str, str], burst_workers: RunWorkers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More waiters than redis-py's default pool of 100 connections: none may fail for want of one.
 
-    await asyncio.to_thread(burst_workers, "--count", "2")
-    bodies = await asyncio.wait_for(asyncio.gather(*waits), timeout=15)
+    Opening 150 connections at once (and their handshakes) takes longer than the API's 2 s broker timeouts
+    when both cores are busy (checked: 503 "broker unreachable", "Timeout connecting to server"); those
+    timeouts are not what this test is about, so they are raised here."""
+    monkeypatch.setenv("REDIS_CONNECT_TIMEOUT_S", "30")
+    monkeypatch.setenv("REDIS_SOCKET_TIMEOUT_S", "30")
+    async with running_api() as api:
+        job_ids = [await submit(api, query=f"question {i} about json") for i in range(5)]
+        waits = [asyncio.create_task(status(api, job_ids[i % 5], wait=LONG_POLL_LIMIT_S)) for i in range(150)]
+        await asyncio.sleep(0.5)  # the long-polls are blocked on their result streams now
+
+        await asyncio.to_thread(burst_workers, "--count", "2")
+        # Woken by the jobs' ends: every long-poll answers moments after the workers are done.
+        bodies = await asyncio.wait_for(asyncio.gather(*waits), timeout=15)
 
     assert [body["status"] for body in bodies] == ["finished"] * 150
 
@@ -261,10 +275,10 @@ async def test_past_the_waiter_limit_a_long_poll_answers_at_once(
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             job_id = await submit(client)
             started = time.monotonic()
-            body = await status(client, job_id, wait=20)
+            body = await status(client, job_id, wait=LONG_WAIT_S)
 
     assert body["status"] == "queued"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < LONG_WAIT_S / 5  # at once, not at the end of its wait
 
 
 async def test_request_paths_make_no_sync_broker_call(queued_env: dict[str, str]) -> None:
