@@ -1,8 +1,9 @@
 """Chat completions, OpenAI-shaped: request validation, the answer built from the prompt, the response bodies.
 
-The answer quotes the first context passage of the RAG prompt (interfaces.md): it finds the line starting with
-"[1] ", strips "(source: …) " and answers "According to [1]: <first sentence(s)>", cut to `max_tokens` words.
-Without a "[1] " line it answers from the question. Tokens are whitespace-separated words.
+The answer quotes the first context passage of the RAG prompt (docs/architecture.md, "The prompt"): it finds
+the line starting with "[1] ", strips "(source: …) " and answers "According to [1]: <first sentence(s)>", cut
+to `max_tokens` words. Without a "[1] " line it answers from the question. Tokens are whitespace-separated
+words.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
-DEFAULT_DIM = 256  # interfaces.md: the RAG core indexes 256-d vectors
+DEFAULT_DIM = 256  # the RAG core indexes 256-d vectors (docs/architecture.md)
 MAX_DIM = 4096  # larger than any real embedding model offers
 WORD_WEIGHT = 1.0
 BIGRAM_WEIGHT = 0.5  # word order matters, but less than the words themselves
@@ -76,5 +76,5 @@ def tokens_as_text(tokens: Sequence[int]) -> str:
 
 
 def count_tokens(text: str) -> int:
-    """Tokens are whitespace-separated words, on every endpoint (interfaces.md)."""
+    """Tokens are whitespace-separated words, on every endpoint (docs/architecture.md)."""
     return len(text.split())

@@ -18,7 +18,7 @@ from reports.verdict import compute_verdict
 def build_report(run_dir: Path, out_dir: Path | None = None, dpi: int = DEFAULT_DPI) -> Path:
     """Write the PNGs, report.html and report.md into `out_dir` (default: the run folder).
 
-    Returns the path of report.html. A fault run folder (notes/faults_interface.md) gets the fault report.
+    Returns the path of report.html. A fault run folder (docs/architecture.md) gets the fault report.
     """
     if is_fault_run(run_dir):
         return build_fault_report(run_dir, out_dir, dpi=dpi)

@@ -1,4 +1,4 @@
-"""Loading a run folder (notes/interfaces.md, "A run folder") into plain typed records.
+"""Loading a run folder (docs/architecture.md, "A run folder") into plain typed records.
 
 Tolerant by design: a report must build from whatever a run left behind, so missing optional columns,
 empty values, cells without server samples and a missing config/meta file become None, never an error.

@@ -1,8 +1,8 @@
 """Plain-language verdict lines, computed from summary.csv alone.
 
 Each line is either a finding the data supports or an explicit "cannot say" with the reason; no line is
-printed that the run cannot back. Architectures are compared by ratios within the run (DESIGN.md); the
-queued vs sync lines are in reports/comparison.py.
+printed that the run cannot back. Architectures are compared by ratios within the run (docs/architecture.md,
+"Measurement rules"); the queued vs sync lines are in reports/comparison.py.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # AnyIO's own default thread limiter size: what a FastAPI `def` endpoint gets when nobody sets it.
 DEFAULT_THREADS = 40
-# The client deadline of the load tests (DESIGN.md): answering 504 later than this helps nobody.
+# The client deadline of the load tests (docs/architecture.md, "Measurement rules"): answering 504 later
+# than this helps nobody.
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 
 

@@ -1,5 +1,5 @@
 """The queued API (`ragload api`): POST /chat enqueues a job on Valkey/RQ, GET /job-status reads or
-long-polls it. Contracts in DESIGN.md ("HTTP contracts").
+long-polls it. Contracts: docs/architecture.md, "HTTP contracts".
 
 The event loop never waits on a sync call: RQ's I/O goes through redis.asyncio (system/broker.py says why
 and what it measured), the index check of /readyz runs in a thread. Connections are made in the lifespan.

@@ -33,7 +33,8 @@ from system.settings import SystemSettings
 
 JOB_FUNCTION = "system.jobs.process_query"  # by name: the API never imports the pipeline's dependencies
 # RQ reads the server version (one INFO) before its first enqueue and only uses it to choose LPOS (≥ 6.0.6);
-# DESIGN.md requires Redis ≥ 7 / Valkey, so we state it instead of making that sync call on the event loop.
+# the design requires Redis ≥ 7 / Valkey (docs/architecture.md, "The parts"), so we state it instead of making
+# that sync call on the event loop.
 ASSUMED_SERVER_VERSION = (7, 0, 0)
 LONG_POLL_SOCKET_MARGIN_S = 5.0  # the waiters' socket timeout outlasts the longest XREAD BLOCK by this much
 COMMAND_POOL_SIZE = 512  # short commands; redis-py's default of 100 ran out under bursts of submits

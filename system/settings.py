@@ -10,7 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from system.retry_policy import JOB_MAX_RETRIES
 
-# DESIGN.md caps the long-poll at 30 s: the client deadline of the load tests is 30 s as well.
+# The HTTP contract caps the long-poll at 30 s (docs/architecture.md, "HTTP contracts"): the default client
+# deadline of the load tests is 30 s as well.
 LONG_POLL_LIMIT_S = 30.0
 
 

@@ -1,7 +1,8 @@
 """`ragload worker --count N [--burst]`: N RQ workers on the queued system's queue, under RQ's WorkerPool.
 
 Worker class: `RagWorker`, an RQ SimpleWorker that runs jobs in its own process. Measured on this machine
-(2 cores, RQ 3.0): a no-op job costs ≈ 4 ms on SimpleWorker and ≈ 10 ms on the forking Worker (FACTS.md).
+(2 cores, RQ 3.0): a no-op job costs ≈ 4 ms on SimpleWorker and ≈ 10 ms on the forking Worker
+(docs/architecture.md, "Facts").
 With the real `process_query` and the mock at 0 ms (`ragload bench-queue`, part 1, a 7-module index):
 SimpleWorker ≈ 6 ms per job (≈ 160-170 jobs/s), forking Worker ≈ 210 ms per job (≈ 4.7 jobs/s), because the
 RAG pipeline cannot cross a fork (the edge shard's search threads and the HTTP pools do not survive it), so

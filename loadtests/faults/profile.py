@@ -5,7 +5,7 @@ sends) and one `[[scenario]]` per fault run: the workers (or autoscaling bounds)
 Poisson arrivals, when to stop submitting (`jobs` accepted or `duration_s`), the fault events on the timeline
 and how long the drain may take. Event windows with `to_s` unset last until the load ends: the drain runs
 without faults, so that every accepted job can reach an end. Format of the resolved scenario:
-notes/faults_interface.md.
+docs/architecture.md, "A fault run folder".
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class Scenario(_Strict):
         return self.autoscale[0] if self.autoscale else self.workers
 
     def resolved(self) -> dict[str, Any]:
-        """The scenario as scenario.json holds it (notes/faults_interface.md)."""
+        """The scenario as scenario.json holds it (docs/architecture.md, "A fault run folder")."""
         data = self.model_dump()
         data["autoscale"] = list(self.autoscale) if self.autoscale else None
         data["workers"] = self.initial_workers

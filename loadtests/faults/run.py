@@ -4,7 +4,7 @@ Per scenario: scale the workers, reset the queue, the shared breaker and the moc
 submitter (Poisson POST /chat, every answer kept), the fault events on their timeline, the supervisor that
 respawns dead workers, autoscaling if asked, and the timeline sampler (0.5 s). When the load ends the
 faults stop and the drain waits until every accepted job is finished or dead-lettered (or drain_limit_s),
-then every accepted job id is audited in Valkey. Files: notes/faults_interface.md.
+then every accepted job id is audited in Valkey. Files: docs/architecture.md, "A fault run folder".
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The timeline of a fault run: one row every 0.5 s (timeline.csv, notes/faults_interface.md).
+"""The timeline of a fault run: one row every 0.5 s (timeline.csv; docs/architecture.md, "A fault run
+folder").
 
 `finished` and `dead_lettered` count this scenario's own accepted jobs (`JobTracker`: the status of each job
 not yet ended, pipelined), not registry sizes, which a previous scenario's late job would inflate.

@@ -2,7 +2,8 @@
 
 A request past the deadline (RAGLOAD_DEADLINE_S, the same for both architectures) is a timeout, counted as
 such: the socket gives up at the deadline, and a late 2xx or the server's own 504 count as timeouts too.
-FastHttpUser (geventhttpclient): ~5× the request rate of HttpUser per generator core (FACTS.md).
+FastHttpUser (geventhttpclient): ~5× the request rate of HttpUser per generator core (docs/architecture.md,
+"Facts").
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from loadtests.locust.shapes import ArrivalSchedule, PoissonArrivals
 from loadtests.sweep.samples import RawSampleWriter, Sample
 
 NETWORK_MARGIN_S = 2.0  # a long-poll answers at its `wait`; the socket may wait this much longer
-LONG_POLL_MAX_S = 30.0  # the API's cap on `wait` (DESIGN.md)
+LONG_POLL_MAX_S = 30.0  # the API's cap on `wait` (docs/architecture.md, "HTTP contracts")
 QUESTIONS = (
     "How do I serialize an object to a JSON formatted string?",
     "How can I read rows from a CSV file as dictionaries?",

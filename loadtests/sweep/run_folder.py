@@ -1,4 +1,4 @@
-"""The run folder the sweep writes and the report reads (format: notes/interfaces.md, "A run folder").
+"""The run folder the sweep writes and the report reads (format: docs/architecture.md, "A run folder").
 
 reports/runs/<YYYYmmdd-HHMMSS>/ config.json · meta.json · summary.csv · cells/<cell_id>/{samples.csv,
 server.csv, cell.json}. Times in a cell's files are seconds since the cell started: the start of its first

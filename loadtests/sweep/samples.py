@@ -2,7 +2,7 @@
 
 A generator process appends raw rows (absolute start time, lag behind the arrival schedule) to its own file;
 the sweep merges the files of a cell, makes times relative to the cell's start, drops the warm-up and writes
-`cells/<cell_id>/samples.csv` with exactly SAMPLE_COLUMNS (see notes/interfaces.md, "A run folder").
+`cells/<cell_id>/samples.csv` with exactly SAMPLE_COLUMNS (docs/architecture.md, "A run folder").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One cell's samples and server samples → one row of `summary.csv`.
 
-Rules (DESIGN.md, "Measurement rules"): percentiles are over ALL end-to-end requests, a timeout counted
-with latency = the deadline (never dropped); throughput counts only ok responses; `ideal_rps` is the
+Rules (docs/architecture.md, "Measurement rules"): percentiles are over ALL end-to-end requests, a timeout
+counted with latency = the deadline (never dropped); throughput counts only ok responses; `ideal_rps` is the
 physical limit of the cell (the lower of the server-side and the client-side bound).
 Percentiles are nearest-rank: p99 is a latency that at least 99 % of the requests did not exceed.
 """

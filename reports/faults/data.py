@@ -1,4 +1,4 @@
-"""Loading a fault run folder (notes/faults_interface.md) into typed records.
+"""Loading a fault run folder (docs/architecture.md, "A fault run folder") into typed records.
 
 A fault run is `meta.json` (with `"kind": "faults"`), `config.json` and one folder per scenario under
 `faults/`. The JSON files are validated with pydantic; the CSVs row by row, an empty cell being None ("not

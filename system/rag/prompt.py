@@ -1,7 +1,7 @@
 """The chat prompt: a system message, then one user message with numbered passages and the question.
 
-The format is an interface (notes/interfaces.md): the mock finds the line starting with "[1] ", strips
-"(source: …) " and quotes that passage. Each passage is therefore kept on one line.
+The format is an interface (docs/architecture.md, "The prompt"): the mock finds the line starting with
+"[1] ", strips "(source: …) " and quotes that passage. Each passage is therefore kept on one line.
 """
 
 from __future__ import annotations

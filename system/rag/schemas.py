@@ -1,4 +1,5 @@
-"""The request and RESULT schemas shared by the queued API and the baseline (DESIGN.md, HTTP contracts)."""
+"""The request and RESULT schemas shared by the queued API and the baseline (docs/architecture.md, "HTTP
+contracts")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings of the RAG core, read from the environment (no prefix, see notes/interfaces.md)."""
+"""Settings of the RAG core, read from the environment (no prefix; docs/architecture.md, "Settings")."""
 
 from __future__ import annotations
 

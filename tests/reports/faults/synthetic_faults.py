@@ -1,6 +1,6 @@
-"""A synthetic fault run folder (notes/faults_interface.md): a small time-stepped simulation of the queued
-system under worker kills, LLM error bursts, an LLM outage behind a circuit breaker, a broker restart and
-autoscaling, written in exactly the runner's file layout.
+"""A synthetic fault run folder (docs/architecture.md, "A fault run folder"): a small time-stepped simulation
+of the queued system under worker kills, LLM error bursts, an LLM outage behind a circuit breaker, a broker
+restart and autoscaling, written in exactly the runner's file layout.
 
 Used by the fault-report tests and to look at a fault report without running load:
     .venv/bin/python -m tests.reports.faults.synthetic_faults /tmp/ragload-faults
