@@ -41,6 +41,9 @@ def redis_url(valkey_server: ValkeyServer) -> Iterator[str]:
     yield url
 
 
+HELPER_TIMEOUT_S = 30.0  # the tests' own calls to a service: a failure bound only, never a speed check
+
+
 class MockServer:
     """Handle on a running `ragload mock`: its base URL and its live configuration."""
 
@@ -51,7 +54,7 @@ class MockServer:
         self._defaults = self.get_config()
 
     def get_config(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/_mock/config", timeout=5) as response:
+        with urllib.request.urlopen(f"{self.url}/_mock/config", timeout=HELPER_TIMEOUT_S) as response:
             return dict(json.load(response))
 
     def configure(self, **changes: Any) -> dict[str, Any]:
@@ -61,17 +64,17 @@ class MockServer:
             method="PUT",
             headers={"Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=HELPER_TIMEOUT_S) as response:
             return dict(json.load(response))
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/_mock/stats", timeout=5) as response:
+        with urllib.request.urlopen(f"{self.url}/_mock/stats", timeout=HELPER_TIMEOUT_S) as response:
             return dict(json.load(response))
 
     def reset_stats(self) -> None:
         """Zero the counters (DELETE /_mock/stats); the high-water mark of calls in flight starts again."""
         request = urllib.request.Request(f"{self.url}/_mock/stats", method="DELETE")
-        with urllib.request.urlopen(request, timeout=5):
+        with urllib.request.urlopen(request, timeout=HELPER_TIMEOUT_S):
             pass
 
     def reset(self) -> None:

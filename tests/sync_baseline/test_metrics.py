@@ -11,7 +11,10 @@ from tests.conftest import MockServer
 from tests.sync_baseline.conftest import StartBaseline
 
 # Each failed /chat is one failed LLM call (embed fails first; LLM_MAX_RETRIES=0 in rag_env).
-BREAKER_ENV = {"BREAKER_FAIL_MAX": "2", "BREAKER_RESET_TIMEOUT_S": "2"}
+# Open for 5 s: long enough for the checks made while it is open, even on a busy machine; short enough to
+# wait for.
+BREAKER_RESET_S = 5
+BREAKER_ENV = {"BREAKER_FAIL_MAX": "2", "BREAKER_RESET_TIMEOUT_S": str(BREAKER_RESET_S)}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -96,11 +99,11 @@ def test_readyz_reports_the_breaker_and_is_503_while_it_is_open(
     ready = client.get(f"{url}/readyz")
     assert ready.status_code == 503
     assert ready.json()["status"] == "unavailable" and ready.json()["llm_breaker"] == "open"
-    assert 1 <= int(ready.headers["Retry-After"]) <= 2
+    assert 1 <= int(ready.headers["Retry-After"]) <= BREAKER_RESET_S
     assert value(scrape(client, url), "ragload_breaker_state", state="open") == 1
 
     mock_server.configure(error_rate=0.0)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 6 * BREAKER_RESET_S  # a failure bound only: it comes back after 5 s
     while (ready := client.get(f"{url}/readyz")).status_code != 200:
         assert time.monotonic() < deadline, "readiness never came back after the reset timeout"
         time.sleep(0.1)

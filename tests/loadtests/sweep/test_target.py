@@ -161,7 +161,7 @@ def test_bench_against_external_servers(external_servers: dict[str, str], tmp_pa
         assert int(row["errors"]) == 0 and int(row["timeouts"]) == 0, (architecture, row)
     queued_cell = json.loads((run_dir / "cells" / rows["queued"]["cell_id"] / "cell.json").read_text())
     assert queued_cell["workers"] == 2
-    with urllib.request.urlopen(f"{external_servers['mock']}/_mock/config", timeout=5) as response:
+    with urllib.request.urlopen(f"{external_servers['mock']}/_mock/config", timeout=30) as response:
         mock_config = json.load(response)
     assert LatencySpec.parse(mock_config["chat_latency"]) == LatencySpec.parse(CHAT_LATENCY)
     assert LatencySpec.parse(mock_config["embed_latency"]) == LatencySpec.parse(EMBED_LATENCY)

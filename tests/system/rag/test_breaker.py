@@ -29,12 +29,16 @@ from system.rag.prometheus import render_metrics
 from tests.conftest import MockServer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# A breaker stays open for OPEN_S while a test checks that it refuses, however slow the machine; then the test
+# shortens its reset timeout (pybreaker's public setter) to reach half-open without waiting long.
+OPEN_S = 60.0
+HALF_OPEN_AFTER_S = 0.2
 
 
 @pytest.fixture
 def client(mock_server: MockServer) -> Iterator[openai.OpenAI]:
     # No SDK retries: each call is one HTTP request, so the counts below are exact.
-    sdk = openai.OpenAI(base_url=mock_server.base_url, api_key="mock-key", max_retries=0, timeout=10)
+    sdk = openai.OpenAI(base_url=mock_server.base_url, api_key="mock-key", max_retries=0, timeout=60)
     yield sdk
     sdk.close()
 
@@ -51,7 +55,7 @@ def requests_seen(mock_server: MockServer) -> int:
     return int(mock_server.stats()["requests"])
 
 
-def wait_half_open(breaker: pybreaker.CircuitBreaker, limit_s: float = 5.0) -> None:
+def wait_half_open(breaker: pybreaker.CircuitBreaker, limit_s: float = 30.0) -> None:
     deadline = time.monotonic() + limit_s
     while breaker_status(breaker).retry_after_s > 0:
         assert time.monotonic() < deadline, "the breaker never reached its reset timeout"
@@ -61,7 +65,7 @@ def wait_half_open(breaker: pybreaker.CircuitBreaker, limit_s: float = 5.0) -> N
 def test_opens_after_n_failures_then_half_opens_and_closes(
     mock_server: MockServer, client: openai.OpenAI
 ) -> None:
-    breaker = build_breaker(None, BreakerSettings(fail_max=3, reset_timeout_s=1.0))
+    breaker = build_breaker(None, BreakerSettings(fail_max=3, reset_timeout_s=OPEN_S))
     mock_server.configure(error_rate=1.0)
     for _ in range(3):
         with pytest.raises(openai.InternalServerError):  # the true error, also for the call that trips it
@@ -74,10 +78,11 @@ def test_opens_after_n_failures_then_half_opens_and_closes(
     with pytest.raises(CircuitOpen) as refused:
         ask(client, breaker)
     assert isinstance(refused.value, UpstreamUnavailable)  # → 503 in the APIs
-    assert 0 < refused.value.retry_after <= 1.0
+    assert 0 < refused.value.retry_after <= OPEN_S
     assert requests_seen(mock_server) == before  # failed fast: the upstream was not called
 
     mock_server.configure(error_rate=0.0)
+    breaker.reset_timeout = HALF_OPEN_AFTER_S
     wait_half_open(breaker)
     assert ask(client, breaker)  # the trial call goes through and answers
     assert breaker.current_state == pybreaker.STATE_CLOSED
@@ -85,7 +90,7 @@ def test_opens_after_n_failures_then_half_opens_and_closes(
 
 
 def test_a_failed_trial_call_opens_it_again(mock_server: MockServer, client: openai.OpenAI) -> None:
-    breaker = build_breaker(None, BreakerSettings(fail_max=1, reset_timeout_s=0.5))
+    breaker = build_breaker(None, BreakerSettings(fail_max=1, reset_timeout_s=HALF_OPEN_AFTER_S))
     mock_server.configure(error_rate=1.0)
     with pytest.raises(openai.InternalServerError):
         ask(client, breaker)
@@ -93,6 +98,7 @@ def test_a_failed_trial_call_opens_it_again(mock_server: MockServer, client: ope
     with pytest.raises(openai.InternalServerError):  # the trial call reached the upstream and failed
         ask(client, breaker)
     assert breaker.current_state == pybreaker.STATE_OPEN
+    breaker.reset_timeout = OPEN_S  # open again from the failed trial on, for as long as the test looks
     with pytest.raises(CircuitOpen):
         ask(client, breaker)
 
@@ -154,7 +160,7 @@ def test_state_is_shared_across_processes(
     mock_server.configure(error_rate=1.0)
     assert run_python(TRIP_SCRIPT, redis_url, mock_server.base_url) == "open"  # another process tripped it
 
-    here = build_breaker(connection, BreakerSettings(fail_max=2, reset_timeout_s=2))
+    here = build_breaker(connection, BreakerSettings(fail_max=2, reset_timeout_s=OPEN_S))
     assert shared_breaker_state(connection) == "open"  # what the API's /readyz and /metrics read
     before = requests_seen(mock_server)
     with pytest.raises(CircuitOpen):
@@ -162,6 +168,7 @@ def test_state_is_shared_across_processes(
     assert requests_seen(mock_server) == before
 
     mock_server.configure(error_rate=0.0)
+    here.reset_timeout = HALF_OPEN_AFTER_S
     wait_half_open(here)
     ask(client, here)
     assert run_python(STATE_SCRIPT, redis_url) == "closed"  # closed for every process
