@@ -25,7 +25,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
     "bench-mock": ("mocks.bench", "measure the mock server's own throughput and added latency"),
     "bench-queue": ("system.bench", "measure the queue's overhead over inline and its submit latency"),
-    "bench-gate": ("reports.bench_gate", "check a run's same-run ratios against benchmarks/thresholds.toml"),
+    "bench-ci": (
+        "loadtests.gate.command",
+        "the regression gate: this tree against its base, A/B on this machine",
+    ),
+    "bench-gate": (
+        "reports.gate.verdict",
+        "the verdict table of a `ragload bench-ci` folder (exit 1: regression)",
+    ),
 }
 
 
