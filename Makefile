@@ -28,14 +28,10 @@ bench: setup
 bench-quick: setup
 	$(BIN)/ragload bench --profile quick
 
-# CI regression gate: micro-benchmarks + the quick profile, then same-run ratios vs benchmarks/thresholds.toml.
-BENCH_CI_DIR := .ragload/bench-ci
+# CI regression gate: this tree (B) against its base (A: $BENCH_BASE, else the parent of HEAD), interleaved
+# rounds of micro-benchmarks and a few load cells, judged by significance (README, "Regression gate").
 bench-ci: setup
-	rm -rf $(BENCH_CI_DIR) && mkdir -p $(BENCH_CI_DIR)
-	$(BIN)/pytest benchmarks -q --benchmark-enable --benchmark-json=$(BENCH_CI_DIR)/micro.json \
-		--benchmark-columns=min,median,iqr,rounds --benchmark-sort=name
-	$(BIN)/ragload bench --profile quick --out $(BENCH_CI_DIR)/runs --no-report
-	$(BIN)/ragload bench-gate --run $(BENCH_CI_DIR)/runs --benchmarks $(BENCH_CI_DIR)/micro.json
+	$(BIN)/ragload bench-ci
 
 # The Locust web UI against a running `ragload up` (API :8000, baseline :8001). No --host: each user class
 # targets its own service (RAGLOAD_API_URL / RAGLOAD_BASELINE_URL override them); pick users and shape in the UI.

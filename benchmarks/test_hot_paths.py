@@ -1,7 +1,10 @@
-"""Micro-benchmarks of the hot paths, each read as a ratio to a reference measured in the same run.
+"""Micro-benchmarks of the hot paths, compared by the regression gate with the same benchmarks of the base.
 
-`benchmarks/thresholds.toml` names the ratios and their limits; `ragload bench-gate` computes them from the
-JSON that pytest-benchmark writes (`--benchmark-json`). Absolute times mean nothing on a shared machine.
+`ragload bench-ci` (loadtests/gate/) runs this file on both revisions in turn, several rounds, and compares
+each benchmark's figure by its name (reports/gate/). It times our own code in CPU seconds of this process
+(`--benchmark-timer=time.process_time`: what else the machine runs does not count), except the benchmarks
+with `mock` in their name, which time the mock server from outside and run in wall time. A benchmark whose
+meaning changes gets a new name: the gate would otherwise compare two different things.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from loadtests.sweep.profile import Cell
 from loadtests.sweep.samples import Sample, read_samples, write_samples
 from loadtests.sweep.summary import summarize
+from sync_baseline.app import create_app as create_baseline
+from sync_baseline.settings import BaselineSettings, Mode
 from system.broker import AsyncBroker
 from system.jobs import process_query
 from system.rag.pipeline import get_pipeline
@@ -81,6 +87,17 @@ def test_job_process_query(benchmark: BenchmarkFixture, env_settings: RagSetting
     process_query(QUESTION, 4)
     result = benchmark(process_query, QUESTION, 4)
     assert result["sources"] and result["answer"].startswith("According to [1]")
+
+
+def test_baseline_request(benchmark: BenchmarkFixture, env_settings: RagSettings) -> None:
+    """One POST /chat through the inline baseline's app in this process (threadpool mode): routing,
+    validation, the deadline and metrics middleware, the pipeline in a worker thread, the response."""
+    app = create_baseline(BaselineSettings(mode=Mode.THREADPOOL, threads=4))
+    body = {"query": QUESTION, "top_k": 4}
+    with TestClient(app) as client:
+        client.post("/chat", json=body).raise_for_status()
+        response = benchmark(client.post, "/chat", json=body)
+    assert response.status_code == 200 and response.json()["answer"].startswith("According to [1]")
 
 
 # ---- the mock: handling cost, and how far it overshoots a configured latency -----------------------------

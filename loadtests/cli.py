@@ -31,7 +31,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loadtests.bench.bench_queue",
         "measure the queue's overhead over inline and its submit latency",
     ),
-    "bench-gate": ("reports.bench_gate", "check a run's same-run ratios against benchmarks/thresholds.toml"),
+    "bench-ci": (
+        "loadtests.gate.command",
+        "the regression gate: this tree against its base, A/B on this machine",
+    ),
+    "bench-gate": (
+        "reports.gate.verdict",
+        "the verdict table of a `ragload bench-ci` folder (exit 1: regression)",
+    ),
 }
 
 
