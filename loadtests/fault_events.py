@@ -17,7 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from loadtests.fault_kills import KillWatch
 from loadtests.fault_profile import BrokerRestart, KillWorker, LlmErrors, LlmOutage, Scenario
+from loadtests.services import process_tree
 from loadtests.stack import EmbeddedStack
 
 PLAN_HORIZON_S = 3600.0  # periodic events with no end are planned this far; the player stops at load end
@@ -66,6 +68,7 @@ class FaultTarget(Protocol):
     def kill_worker(self) -> str | None: ...  # a description of the killed worker; None if none was alive
     def set_llm_error_rate(self, rate: float) -> None: ...
     def stop_broker(self) -> None: ...
+    def kill_broker(self) -> None: ...
     def restart_broker(self) -> None: ...
 
 
@@ -81,21 +84,32 @@ def put_mock_config(mock_url: str, changes: Mapping[str, Any]) -> dict[str, Any]
 
 
 class StackFaults:
-    """Faults applied to an EmbeddedStack and its mock."""
+    """Faults applied to an EmbeddedStack and its mock; `watch` follows the jobs of killed workers."""
 
-    def __init__(self, stack: EmbeddedStack, rng: random.Random) -> None:
+    def __init__(self, stack: EmbeddedStack, rng: random.Random, watch: KillWatch | None = None) -> None:
         self.stack = stack
         self.rng = rng
+        self.watch = watch
 
     def kill_worker(self) -> str | None:
+        # The process trees before the kill: after it, the RQ workers that died are known only by their pids.
+        trees = {w.pid: process_tree(w.pid) for w in self.stack.worker_processes() if w.pid and w.alive()}
         victim = self.stack.kill_worker(self.rng)
-        return f"{victim.name} pid {victim.pid}" if victim else None
+        if victim is None:
+            return None
+        pids = trees.get(victim.pid, []) if victim.pid else []
+        held = self.watch.killed(victim.name, pids) if self.watch else []
+        jobs = ", ".join(job.job_id for job in held if job.job_id) or "none"
+        return f"{victim.name} pid {victim.pid} (jobs held: {jobs})"
 
     def set_llm_error_rate(self, rate: float) -> None:
         put_mock_config(self.stack.urls["mock"], {"error_rate": rate})
 
     def stop_broker(self) -> None:
         self.stack.stop_broker()
+
+    def kill_broker(self) -> None:
+        self.stack.kill_broker()
 
     def restart_broker(self) -> None:
         self.stack.restart_broker()
@@ -125,7 +139,7 @@ def plan(scenario: Scenario, horizon_s: float = PLAN_HORIZON_S) -> list[Action]:
             actions += [Action(event.from_s, "llm_outage_on"), Action(event.to_s, "llm_outage_off")]
         elif isinstance(event, BrokerRestart):
             actions += [
-                Action(event.at_s, "broker_stop"),
+                Action(event.at_s, "broker_stop" if event.signal == "SIGTERM" else "broker_kill"),
                 Action(event.at_s + event.down_s, "broker_start"),
             ]
     return sorted(actions)
@@ -187,6 +201,10 @@ class EventPlayer:
             self.broker_down = True
             self.log.add(kind, "SIGTERM valkey")
             self.target.stop_broker()
+        elif kind == "broker_kill":  # logged as a broker_stop: the broker is down either way
+            self.broker_down = True
+            self.log.add("broker_stop", "SIGKILL valkey")
+            self.target.kill_broker()
         elif kind == "broker_start":
             self.target.restart_broker()
             self.broker_down = False

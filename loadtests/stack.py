@@ -304,6 +304,12 @@ class EmbeddedStack:
             raise StackError("the broker is not ours (REDIS_URL was given): it cannot be restarted")
         self.valkey.stop_server()
 
+    def kill_broker(self) -> None:
+        """SIGKILL the embedded Valkey (a crash); `restart_broker()` brings it back from its AOF."""
+        if self.valkey is None:
+            raise StackError("the broker is not ours (REDIS_URL was given): it cannot be restarted")
+        self.valkey.kill_server()
+
     def restart_broker(self) -> None:
         """Start the embedded Valkey again on the same port and data folder (queued jobs come back)."""
         if self.valkey is None:

