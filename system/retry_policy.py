@@ -158,6 +158,11 @@ JOB_MONITORING_INTERVAL_S = JOB_HEARTBEAT_INTERVAL_S  # forking Worker: its hors
 # RQ takes a queue's maintenance lock for 899 s and frees it when done; a worker killed while cleaning (a
 # few ms) leaves it behind, and no cleanup (so no recovery of dead workers' jobs) would run for 15 min.
 MAINTENANCE_LOCK_STALE_S = 60  # a cleaning never takes this long: a lock held longer belongs to a dead worker
+# A worker that dies between taking a job (BLMOVE into the queue's intermediate list) and registering it as
+# started (milliseconds later) leaves it in neither the queue nor the StartedJobRegistry; so does a broker
+# crash in that window. RQ hands such a job on only after it has been seen there for a minute; ours after
+# INTERMEDIATE_STUCK_S, as an abandoned job (counted, retried at once or dead-lettered): ≤ ≈ 20 s in all.
+INTERMEDIATE_STUCK_S = 10
 
 
 def worker_options() -> dict[str, Any]:

@@ -32,7 +32,9 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL, DEFAULT_MAINTENANCE_TASK_INTERVAL, DEFAULT_WORKER_TTL
-from rq.job import Job
+from rq.exceptions import AbandonedJobError
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import call_exception_handlers
 from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
@@ -43,6 +45,7 @@ from system.metrics import serve_metrics
 from system.rag.errors import RagError
 from system.rag.pipeline import get_pipeline
 from system.retry_policy import (
+    INTERMEDIATE_STUCK_S,
     JOB_HEARTBEAT_INTERVAL_S,
     JOB_HEARTBEAT_TTL_S,
     MAINTENANCE_LOCK_STALE_S,
@@ -87,9 +90,37 @@ def release_stale_maintenance_locks(queues: list[Queue]) -> None:
             log.warning("released the maintenance lock of queue %s left by a dead worker", queue.name)
 
 
+def hand_on_stuck_jobs(worker: BaseWorker, queue: Queue) -> None:
+    """Treat a job that has sat in the queue's intermediate list, not started, for INTERMEDIATE_STUCK_S as
+    abandoned (retry_policy.py): RQ's own first-seen bookkeeping, its exception handlers and its
+    `handle_job_failure` (retry or dead-letter), only sooner than RQ's minute. The LREM decides which worker
+    hands a job on when several look at once."""
+    intermediate = queue.intermediate_queue
+    waiting = intermediate.get_job_ids()
+    if not waiting:
+        return
+    started = set(queue.started_job_registry.get_job_ids(cleanup=False))
+    for job_id in waiting:
+        if job_id in started or intermediate.set_first_seen(job_id):
+            continue
+        first_seen = intermediate.get_first_seen(job_id)
+        if first_seen is None or (datetime.now(UTC) - first_seen).total_seconds() < INTERMEDIATE_STUCK_S:
+            continue
+        job = queue.fetch_job(job_id)
+        if job is None or job.get_status(refresh=False) != JobStatus.QUEUED:
+            continue  # gone, or started and ended (a multi-queue worker leaves those): RQ's cleanup's
+        if not queue.connection.lrem(intermediate.key, 1, job_id):
+            continue  # another worker took it on
+        log.warning("job %s was taken by a worker that died before starting it: handing it on", job_id)
+        exc = AbandonedJobError("taken from the queue by a worker that died before starting it")
+        call_exception_handlers(worker._exc_handlers, job, AbandonedJobError, exc, None)
+        worker.handle_job_failure(job, queue, exc_string=f"AbandonedJobError: {exc}")
+
+
 class RecoveryTimings:
     """What both worker classes share so that a dead worker's job is retried within seconds
-    (system/retry_policy.py): the short heartbeat TTL and the release of a dead worker's maintenance lock."""
+    (system/retry_policy.py): the short heartbeat TTL, the release of a dead worker's maintenance lock and
+    the quick hand-on of a job its worker took but never started."""
 
     queues: list[Queue]
 
@@ -98,6 +129,8 @@ class RecoveryTimings:
 
     def clean_registries(self) -> None:
         release_stale_maintenance_locks(self.queues)
+        for queue in self.queues:
+            hand_on_stuck_jobs(self, queue)  # type: ignore[arg-type]
         super().clean_registries()  # type: ignore[misc]
 
 

@@ -117,3 +117,32 @@ def _in_group(pid: int, group_leader: int) -> bool:
         return os.getpgid(pid) == group_leader
     except ProcessLookupError:
         return False
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_is_handed_on(
+    queued_env: dict[str, str], connection: redis.Redis, tmp_path: Path
+) -> None:
+    """A worker's dequeue moves the job into the queue's intermediate list and registers it as started a
+    moment later; a worker (or broker) dying in between leaves it in neither place. Done here by hand."""
+    queue = Queue(TEST_QUEUE, connection=connection)
+    job = queue.enqueue("time.sleep", 0.1, job_timeout=JOB_TIMEOUT_S, retry=job_retry())
+    assert connection.lmove(queue.key, queue.intermediate_queue.key) == job.id.encode()  # then "dies"
+    env = {**os.environ, **queued_env}
+    worker = ManagedProcess(
+        "worker", ragload_command("worker", "--count", "1"), env, log_path=tmp_path / "w.log"
+    )
+    worker.start()
+    try:
+        wait_for(lambda: len(Worker.all(queue=queue)) == 1, REGISTER_TIMEOUT_S, "the worker to register")
+        registered = time.monotonic()
+        wait_for(lambda: job.get_status() == JobStatus.FINISHED, 60, "the stuck job to be handed on and run")
+        handed_on_s = time.monotonic() - registered
+        print(f"stuck in the intermediate list: run {handed_on_s:.1f} s after a live worker came")
+        assert handed_on_s < RETRY_BOUND_S
+        job.refresh()
+        assert job.meta[ATTEMPTS_META_KEY] == 1 and str(job.meta[ERROR_META_KEY]).startswith(
+            "AbandonedJobError"
+        )
+        assert connection.llen(queue.intermediate_queue.key) == 0
+    finally:
+        worker.stop()
