@@ -45,8 +45,8 @@ class SystemSettings(BaseSettings):
     # What a 202 from POST /chat survives (system/broker.py, "Durability"): `fsync` answers 202 only once the
     # job is in the broker's append-only file on disk, so a broker crash (SIGKILL, OOM, power loss) loses no
     # accepted job, and answers 503 when the broker cannot confirm that (no AOF); `none` answers as soon as
-    # the broker holds the job in memory (a crash may lose up to a second of accepted jobs, or all of them
-    # on a broker without AOF).
+    # the broker holds the job in memory (with `appendfsync everysec` a machine crash or power loss may lose
+    # the last second of accepted jobs; a broker without AOF loses all of them when it stops).
     broker_durability: Literal["fsync", "none"] = "fsync"
     broker_fsync_timeout_ms: int = Field(default=1000, ge=1)  # past it: 503 (the broker's disk is stalled)
     # `ragload worker` serves its own /metrics on this port when set: workers in their own containers or pods
