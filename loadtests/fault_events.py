@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from loadtests.fault_kills import KillWatch
 from loadtests.fault_profile import BrokerRestart, KillWorker, LlmErrors, LlmOutage, Scenario
-from loadtests.services import process_tree
+from loadtests.services import ManagedProcess
 from loadtests.stack import EmbeddedStack
 
 PLAN_HORIZON_S = 3600.0  # periodic events with no end are planned this far; the player stops at load end
@@ -46,10 +46,12 @@ class EventLog:
     def now(self) -> float:
         return time.monotonic() - self.started
 
-    def add(self, kind: str, detail: str = "") -> LoggedEvent:
-        event = LoggedEvent(round(self.now(), 3), kind, detail)
+    def add(self, kind: str, detail: str = "", t: float | None = None) -> LoggedEvent:
+        """`t`: when it happened, if that was before now (the rows stay in time order)."""
+        event = LoggedEvent(round(self.now() if t is None else t, 3), kind, detail)
         with self._lock:
             self._rows.append(event)
+            self._rows.sort(key=lambda row: row.t)  # stable; almost always already in order
         return event
 
     def note(self, kind: str, detail: str = "") -> None:
@@ -92,15 +94,12 @@ class StackFaults:
         self.watch = watch
 
     def kill_worker(self) -> str | None:
-        # The process trees before the kill: after it, the RQ workers that died are known only by their pids.
-        trees = {w.pid: process_tree(w.pid) for w in self.stack.worker_processes() if w.pid and w.alive()}
-        victim = self.stack.kill_worker(self.rng)
-        if victim is None:
-            return None
-        pids = trees.get(victim.pid, []) if victim.pid else []
-        held = self.watch.killed(victim.name, pids) if self.watch else []
-        jobs = ", ".join(job.job_id for job in held if job.job_id) or "none"
-        return f"{victim.name} pid {victim.pid} (jobs held: {jobs})"
+        victim = self.stack.kill_worker(self.rng, on_kill=self._note_kill)
+        return f"{victim.name} pid {victim.pid}" if victim else None
+
+    def _note_kill(self, victim: ManagedProcess, pids: list[int]) -> None:
+        if self.watch is not None:
+            self.watch.killed(victim.name, pids)
 
     def set_llm_error_rate(self, rate: float) -> None:
         put_mock_config(self.stack.urls["mock"], {"error_rate": rate})
@@ -187,8 +186,9 @@ class EventPlayer:
     def _apply(self, action: Action) -> None:
         kind = action.kind
         if kind == "kill_worker":
+            t = self.log.now()  # the supervisor may log the respawn before this call returns
             killed = self.target.kill_worker()
-            self.log.add(kind, killed or "no live worker to kill")
+            self.log.add(kind, killed or "no live worker to kill", t=t)
         elif kind in ("llm_errors_on", "llm_errors_off"):
             self.error_rate = action.value if kind == "llm_errors_on" else 0.0
             self._push_error_rate()

@@ -1,8 +1,9 @@
 """What became of the job each SIGKILLed worker held: kill → retried → started again (kills.csv).
 
-Right after a kill, the RQ workers of the killed process tree are looked up in Valkey (their hashes outlive
-them) and the jobs in their execution index are the jobs they held (RQ adds an execution there before the
-job starts and removes it when the job ends). A thread then reads each such job every POLL_S: `retried` is
+A kill is only noted when it happens (its time and the killed pids: the kill must stay instant). The watch's
+thread then looks up the RQ workers of those pids in Valkey (their hashes outlive them) and the jobs in their
+execution index are the jobs they held (RQ adds an execution there before the job starts and removes it
+when the job ends, and a dead worker changes nothing). It then reads each such job every POLL_S: `retried` is
 the `enqueued_at` RQ wrote when its cleanup found the job abandoned and put it back in the queue (exact, from
 Valkey; for a dead-lettered job, when it was first seen failed, ± POLL_S), `restarted` the `started_at` that
 another worker wrote when it took the job up (exact).
@@ -24,6 +25,7 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.utils import as_text, parse_composite_key, utcparse
+from rq.worker import BaseWorker
 
 POLL_S = 0.25
 KILLS_COLUMNS = ("kill_t", "worker", "job_id", "retried_after_s", "restarted_after_s", "outcome")
@@ -56,6 +58,14 @@ def _rounded(value: float | None) -> float | str:
     return "" if value is None else round(value, 3)
 
 
+@dataclass(frozen=True)
+class Kill:
+    kill_t: float
+    killed_at: datetime
+    worker: str
+    pids: tuple[int, ...]
+
+
 class KillWatch:
     """Follows the jobs of killed workers until another worker starts them (a thread: start/stop)."""
 
@@ -64,28 +74,44 @@ class KillWatch:
         self.queue = Queue(queue_name, connection=connection)
         self.clock = clock
         self.jobs: list[KilledJob] = []
+        self._kills: list[Kill] = []  # noted, not yet looked up
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fault-kills", daemon=True)
 
-    def killed(self, worker: str, pids: Sequence[int]) -> list[KilledJob]:
+    def killed(self, worker: str, pids: Sequence[int]) -> None:
         """Call right after SIGKILLing the processes `pids` (the stack's worker `worker`)."""
-        kill_t, killed_at = self.clock(), datetime.now(UTC)
+        kill = Kill(self.clock(), datetime.now(UTC), worker, tuple(pids))
+        with self._lock:
+            self._kills.append(kill)
+
+    def _look_up(self) -> None:
+        """The jobs the noted kills' RQ workers held; a kill stays noted while the broker is down."""
+        with self._lock:
+            kills, self._kills = self._kills, []
+        if not kills:
+            return
         found: list[KilledJob] = []
         try:
-            for rq_worker in Worker.all(connection=self.connection, queue=self.queue):
-                if rq_worker.pid not in pids:
-                    continue
-                members = self.connection.smembers(rq_worker.executions_key)
-                job_ids = sorted({parse_composite_key(as_text(m))[0] for m in members})
-                found += [KilledJob(kill_t, killed_at, worker, rq_worker.name, job_id) for job_id in job_ids]
-        except RedisError:  # the broker is down: what the worker held cannot be known
-            pass
-        if not found:
-            found = [KilledJob(kill_t, killed_at, worker, "", "", outcome="idle")]
+            rq_workers = Worker.all(connection=self.connection, queue=self.queue)
+            for kill in kills:
+                held = [
+                    KilledJob(kill.kill_t, kill.killed_at, kill.worker, rq_worker.name, job_id)
+                    for rq_worker in rq_workers
+                    if rq_worker.pid in kill.pids
+                    for job_id in self._executions(rq_worker)
+                ]
+                found += held or [KilledJob(kill.kill_t, kill.killed_at, kill.worker, "", "", outcome="idle")]
+        except RedisError:
+            with self._lock:
+                self._kills = kills + self._kills
+            return
         with self._lock:
             self.jobs += found
-        return found
+
+    def _executions(self, rq_worker: BaseWorker) -> list[str]:
+        members = self.connection.smembers(rq_worker.executions_key)
+        return sorted({parse_composite_key(as_text(m))[0] for m in members})
 
     def start(self) -> KillWatch:
         self._thread.start()
@@ -104,6 +130,7 @@ class KillWatch:
             self.update()
 
     def update(self) -> None:
+        self._look_up()
         with self._lock:
             pending = [job for job in self.jobs if job.outcome == "pending"]
         if not pending:
