@@ -161,7 +161,8 @@ MAINTENANCE_LOCK_STALE_S = 60  # a cleaning never takes this long: a lock held l
 # A worker that dies between taking a job (BLMOVE into the queue's intermediate list) and registering it as
 # started (milliseconds later) leaves it in neither the queue nor the StartedJobRegistry; so does a broker
 # crash in that window. RQ hands such a job on only after it has been seen there for a minute; ours after
-# INTERMEDIATE_STUCK_S, as an abandoned job (counted, retried at once or dead-lettered): ≤ ≈ 20 s in all.
+# INTERMEDIATE_STUCK_S, as an abandoned job (counted, retried at once or dead-lettered). Killed after its
+# registration but before its start, a job waits for both: its entry's TTL, then this (≈ 20 s, measured).
 INTERMEDIATE_STUCK_S = 10
 
 
