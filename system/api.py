@@ -4,7 +4,8 @@ long-polls it. Contracts: docs/architecture.md, "HTTP contracts".
 The event loop never waits on a sync call: RQ's I/O goes through redis.asyncio (system/broker.py says why
 and what it measured), the index check of /readyz runs in a thread. Connections are made in the lifespan.
 Errors: bad input → 422 `{"detail": [problems]}` (system/rag/http_errors.py, shared with the baseline);
-queue full → 429, broker unreachable → 503, both with Retry-After; unknown job → 404.
+queue full → 429, broker unreachable or unable to confirm the job on disk (BROKER_DURABILITY=fsync) → 503,
+both with Retry-After; unknown job → 404.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 
-from system.broker import AsyncBroker, JobSnapshot, new_job_id
+from system.broker import AsyncBroker, BrokerNotDurable, JobSnapshot, new_job_id
 from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
 from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector
 from system.rag.breaker import shared_breaker_state, shared_breaker_state_async
@@ -197,6 +198,8 @@ async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         await anyio.to_thread.run_sync(get_pipeline().check)  # loads the index on the first call
     except RagError as exc:
         return rag_error_response(exc)
+    if state.settings.broker_durability == "fsync":
+        await state.broker.confirm_on_disk()  # BrokerNotDurable: not ready, submits would get 503
     breaker = await shared_breaker_state_async(state.broker.commands)
     # An open LLM breaker keeps 200: /chat still accepts jobs, which wait or are retried until it closes.
     status = "degraded" if breaker == pybreaker.STATE_OPEN else "ready"
@@ -213,6 +216,41 @@ async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _on_not_durable(request: Request, exc: Exception) -> JSONResponse:
+    state = _state(request)
+    if request.url.path == "/chat":
+        ADMISSION_REJECTIONS.labels("not_durable").inc()
+    log.warning("%s: %s", request.url.path, exc)
+    detail = f"{exc}: jobs are accepted only once on disk (BROKER_DURABILITY=fsync)"
+    return error_response(503, detail, retry_after_s=state.settings.broker_retry_after_s)
+
+
+async def log_durability(settings: SystemSettings, broker: AsyncBroker) -> None:
+    """One line at start: what a 202 survives with this broker."""
+    if settings.broker_durability == "none":
+        log.warning(
+            "broker durability: none (BROKER_DURABILITY=none): POST /chat answers 202 once the job is in the "
+            "broker's memory; a broker crash can lose accepted jobs"
+        )
+        return
+    try:
+        await broker.confirm_on_disk()
+    except BrokerNotDurable as exc:
+        log.error(
+            "broker durability: fsync, but %s: POST /chat answers 503 until the broker keeps an append-only "
+            "file (appendonly yes); or set BROKER_DURABILITY=none to accept jobs without that guarantee",
+            exc,
+        )
+        return
+    except RedisError as exc:
+        log.warning("broker durability: fsync; cannot check the broker now (%s)", exc)
+        return
+    log.info(
+        "broker durability: fsync: POST /chat answers 202 only once the job is in the broker's append-only "
+        "file on disk (WAITAOF); a broker crash loses no accepted job"
+    )
+
+
 # ---- app -------------------------------------------------------------------------------------------------
 
 
@@ -221,6 +259,7 @@ def _lifespan(settings: SystemSettings | None) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()
         app.state.queued = ApiState(resolved, AsyncBroker(resolved))
+        await log_durability(resolved, app.state.queued.broker)
         await anyio.to_thread.run_sync(warm_pipeline)
         try:
             yield
@@ -235,6 +274,7 @@ def create_app(settings: SystemSettings | None = None) -> FastAPI:
     app = FastAPI(title="ragload queued API", lifespan=_lifespan(settings))
     install_error_handlers(app)
     app.add_exception_handler(RedisError, _on_broker_error)
+    app.add_exception_handler(BrokerNotDurable, _on_not_durable)
     app.add_middleware(JobIdMiddleware)
     app.include_router(router)
 

@@ -10,7 +10,10 @@
    breaker open, broker hiccup, job timeout) or whose worker died under it (RQ's AbandonedJobError) is
    run again later: `JOB_MAX_RETRIES` = 2 more times, after ≈ 5 s then ≈ 15 s, each with ±50 % jitter so
    that a burst of failed jobs does not come back at once; the last wait outlasts the breaker's reset
-   window (10 s), so a job caught by an outage still gets a try after the breaker half-opens.
+   window (10 s), so a job caught by an outage still gets a try after the breaker half-opens. A job whose
+   worker died is retried at once instead: the death says nothing about the upstream, and finding the
+   dead worker already took seconds (see the end of this module). A retried job goes to the front of the
+   queue: it waited its turn once already, and behind a backlog its client would wait for it all again.
    A *permanent* error (bad input, missing index, a 4xx from the LLM) gets no retry: `on_job_failure`
    cancels the remaining ones. A job out of retries stays in
    RQ's FailedJobRegistry — the dead-letter queue (`ragload dlq`), with its error and attempt count.
@@ -68,6 +71,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The worker died under the job: nothing was wrong with the job or the upstream, so no backoff.
+DEAD_WORKER_ERRORS: tuple[type[BaseException], ...] = (AbandonedJobError, WorkHorseKilled)
+
+
 def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_ERRORS)
 
@@ -86,7 +93,8 @@ def retry_intervals(
 
 def job_retry(retries: int = JOB_MAX_RETRIES, intervals: list[int] | None = None) -> Retry:
     """The `retry=` of `queue.enqueue(...)`: fresh jitter for every job. `intervals=[0]` retries at once."""
-    return Retry(max=retries, interval=retry_intervals(retries) if intervals is None else intervals)
+    intervals = retry_intervals(retries) if intervals is None else intervals
+    return Retry(max=retries, interval=intervals, enqueue_at_front=True)
 
 
 def on_job_failure(
@@ -104,6 +112,18 @@ def on_job_failure(
     job.save_meta()
     if not is_transient(exc_value):
         job.retries_left = 0
+    elif isinstance(exc_value, DEAD_WORKER_ERRORS):
+        retry_at_once(job)
+
+
+def retry_at_once(job: Job) -> None:
+    """Make the retry RQ is about to schedule an immediate one (RQ's `Job.retry` reads the interval of the
+    current attempt from `retry_intervals`, then saves the job): the later attempts keep their backoff."""
+    intervals = list(job.retry_intervals or [])
+    if not intervals or not job.retries_left:
+        return
+    intervals[max(len(intervals) - job.retries_left, 0)] = 0
+    job.retry_intervals = intervals
 
 
 def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: object) -> None:
@@ -115,16 +135,35 @@ def on_work_horse_killed(job: Job, retpid: int, ret_val: int, rusage: object) ->
     count_job_failure(job, WorkHorseKilled, exc, None)
 
 
-# A worker killed mid-job (RQ 3.0, read in its source and measured): its job stays in the StartedJobRegistry
-# until the execution's heartbeat deadline passes — SimpleWorker: start + job timeout + 60 s, never renewed;
-# forking Worker: min(job timeout, job_monitoring_interval) + 60 s, renewed while the horse lives — and
-# then until a live worker's maintenance runs StartedJobRegistry.cleanup(), which retries the job (Retry
-# left) or fails it with "Moved to FailedJobRegistry, due to AbandonedJobError". Maintenance runs every
-# `maintenance_interval` (default 600 s) but is only looked at between two dequeues, and an idle worker
-# blocks in its dequeue for worker_ttl - 15 s (default 405 s): hence the small values below.
+# A worker killed mid-job (RQ 3.0, read in its source and measured). RQ finds the job of a dead worker only
+# when the job's entry in the StartedJobRegistry expires: a live worker's maintenance then runs
+# StartedJobRegistry.cleanup(), which calls the exception handlers above with AbandonedJobError and retries
+# the job (Retry left) or fails it ("Moved to FailedJobRegistry, due to AbandonedJobError"). RQ's own entry
+# lasts job timeout + 60 s on a SimpleWorker (never renewed: ≈ 3 min at JOB_TIMEOUT_S=120) and
+# min(job timeout, job_monitoring_interval) + 60 s on the forking Worker (renewed while the horse lives).
+# Ours (system/worker.py): the worker renews the entry every JOB_HEARTBEAT_INTERVAL_S while the job runs —
+# the SimpleWorker from a side thread, the forking Worker from its horse monitor — with a TTL of
+# JOB_HEARTBEAT_TTL_S, so a dead worker's entry expires that long after its last beat, whatever the job
+# timeout. Then maintenance must run: every MAINTENANCE_INTERVAL_S, checked between two jobs, after an idle
+# dequeue (which blocks worker_ttl - 15 s) and, on a busy SimpleWorker, by the heartbeat thread. Worst case
+# from SIGKILL to the retry: TTL + maintenance interval + dequeue wait = 10 + 5 + 5 = 20 s; the retry of a
+# dead worker's job is immediate (`retry_at_once`). A live job's entry expires only if its worker cannot
+# reach Valkey for longer than the TTL (or the job outlives its timeout): then the job may run twice
+# (at least once, never lost).
+JOB_HEARTBEAT_INTERVAL_S = 2  # five beats per TTL: a busy machine may delay a few without harm
+JOB_HEARTBEAT_TTL_S = 10
 WORKER_TTL_S = 20  # idle dequeue returns every 5 s; a dead idle worker's key expires after 80 s
-MAINTENANCE_INTERVAL_S = 10  # abandoned jobs are picked up ≤ 10 s (+ 5 s dequeue) after their deadline
-JOB_MONITORING_INTERVAL_S = 5  # forking Worker: a dead worker's job is abandoned ≤ 65 s after its death
+MAINTENANCE_INTERVAL_S = 5
+JOB_MONITORING_INTERVAL_S = JOB_HEARTBEAT_INTERVAL_S  # forking Worker: its horse monitor beats this often
+# RQ takes a queue's maintenance lock for 899 s and frees it when done; a worker killed while cleaning (a
+# few ms) leaves it behind, and no cleanup (so no recovery of dead workers' jobs) would run for 15 min.
+MAINTENANCE_LOCK_STALE_S = 60  # a cleaning never takes this long: a lock held longer belongs to a dead worker
+# A worker that dies between taking a job (BLMOVE into the queue's intermediate list) and registering it as
+# started (milliseconds later) leaves it in neither the queue nor the StartedJobRegistry; so does a broker
+# crash in that window. RQ hands such a job on only after it has been seen there for a minute; ours after
+# INTERMEDIATE_STUCK_S, as an abandoned job (counted, retried at once or dead-lettered). Killed after its
+# registration but before its start, a job waits for both: its entry's TTL, then this (≈ 20 s, measured).
+INTERMEDIATE_STUCK_S = 10
 
 
 def worker_options() -> dict[str, Any]:

@@ -5,6 +5,8 @@ The RAG core reads its own (system/rag/settings.py); the breaker too (system/rag
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -41,6 +43,13 @@ class SystemSettings(BaseSettings):
     redis_connect_timeout_s: float = Field(default=2.0, gt=0)
     redis_socket_timeout_s: float = Field(default=2.0, gt=0)
     broker_retry_after_s: float = Field(default=2.0, gt=0)
+    # What a 202 from POST /chat survives (system/broker.py, "Durability"): `fsync` answers 202 only once the
+    # job is in the broker's append-only file on disk, so a broker crash (SIGKILL, OOM, power loss) loses no
+    # accepted job, and answers 503 when the broker cannot confirm that (no AOF); `none` answers as soon as
+    # the broker holds the job in memory (with `appendfsync everysec` a machine crash or power loss may lose
+    # the last second of accepted jobs; a broker without AOF loses all of them when it stops).
+    broker_durability: Literal["fsync", "none"] = "fsync"
+    broker_fsync_timeout_ms: int = Field(default=1000, ge=1)  # past it: 503 (the broker's disk is stalled)
     # `ragload worker` serves its own /metrics on this port when set: workers in their own containers or pods
     # share no files with the API, whose /metrics merges only the processes of its own machine.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -23,9 +23,13 @@ def fresh_llm_breaker() -> None:
     configure_breaker(None)
 
 
+# As the embedded stack and compose run it: the API's default BROKER_DURABILITY=fsync needs the AOF.
+VALKEY_PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec"}
+
+
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
-    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"))
+    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"), config=VALKEY_PERSISTENCE)
     server.start()
     yield server
     server.stop()

@@ -7,7 +7,11 @@ and workers (`ragload worker`), then measures:
    (POST /chat, then GET /job-status?wait=30, the long-poll); overhead = difference of the medians;
 3. open-loop submits at `--rate` per second while the workers are saturated (the mock's chat made slow so
    that the backlog only grows): POST /chat latency percentiles, timed from the scheduled send time too,
-   so that a late generator cannot hide queueing in the API (coordinated omission).
+   so that a late generator cannot hide queueing in the API (coordinated omission);
+4. what BROKER_DURABILITY=fsync (the default: 202 only once the job is fsynced to the AOF) costs a submit:
+   POST /chat on two APIs over the same Valkey (AOF, appendfsync everysec), one with `fsync` and one with
+   `none`, in interleaved rounds (so that both meet the same machine), one at a time and `--burst` in
+   flight; the spread is the range of the per-round percentiles.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ QUESTION = "How do I serialize an object to a JSON formatted string?"
 INDEX_MODULES = "json,csv,pickle,re,pathlib,argparse,logging"  # a small index: ingest takes seconds
 QUEUE = "ragload-bench"
 SATURATING_CHAT_LATENCY = "const:500ms"  # 2 workers then finish 4 jobs/s, far below any tested rate
+VALKEY_PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec"}  # as the embedded stack and compose
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -62,7 +67,7 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 @contextmanager
 def running_stack(root: Path, workers: int, api_processes: int) -> Iterator[dict[str, Any]]:
     """Valkey, mock, index and API; workers are started by the measurements themselves."""
-    valkey = ValkeyServer(data_dir=root / "valkey")
+    valkey = ValkeyServer(data_dir=root / "valkey", config=VALKEY_PERSISTENCE)
     valkey.start()
     mock_port, api_port = free_port(), free_port()
     processes: list[ManagedProcess] = []
@@ -90,7 +95,22 @@ def running_stack(root: Path, workers: int, api_processes: int) -> Iterator[dict
         api = ManagedProcess("api", ragload_command("api", *api_args), env, f"{api_url}/readyz")
         processes.append(api.start())
         api.wait_ready()
-        yield {"env": env, "api": api_url, "mock": mock_url, "redis": env["REDIS_URL"], "workers": workers}
+        # The same API without the fsync confirmation, for part 4's comparison.
+        fast_port = free_port()
+        fast_url = f"http://127.0.0.1:{fast_port}"
+        fast_args = ("--port", str(fast_port), "--log-level", "warning")
+        fast_env = {**env, "BROKER_DURABILITY": "none"}
+        fast = ManagedProcess("api-none", ragload_command("api", *fast_args), fast_env, f"{fast_url}/readyz")
+        processes.append(fast.start())
+        fast.wait_ready()
+        yield {
+            "env": env,
+            "api": api_url,
+            "api_durability_none": fast_url,
+            "mock": mock_url,
+            "redis": env["REDIS_URL"],
+            "workers": workers,
+        }
     finally:
         for process in reversed(processes):
             process.stop()
@@ -253,6 +273,64 @@ def saturated_submits(stack: dict[str, Any], rate: float, duration_s: float) -> 
     return figures
 
 
+# ---- 4. what confirming each job on disk costs a submit ---------------------------------------------------
+
+
+async def timed_submits(api_url: str, submits: int, in_flight: int) -> list[float]:
+    """POST /chat latencies [ms], `in_flight` at a time; every answer must be 202."""
+    latencies: list[float] = []
+    gate = asyncio.Semaphore(in_flight)
+    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight)
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            async with gate:
+                started = time.perf_counter()
+                response = await client.post("/chat", json={"query": f"{QUESTION} #{i}"})
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 202:
+                    raise RuntimeError(
+                        f"{api_url}: POST /chat answered {response.status_code}: {response.text}"
+                    )
+
+        await asyncio.gather(*(one(i) for i in range(submits)))
+    return latencies
+
+
+def durability_cost(stack: dict[str, Any], rounds: int, submits: int, burst: int) -> dict[str, Any]:
+    apis = {"fsync": stack["api"], "none": stack["api_durability_none"]}
+    figures: dict[str, Any] = {}
+    for in_flight in (1, burst):
+        pooled: dict[str, list[float]] = {mode: [] for mode in apis}
+        per_round: dict[str, list[dict[str, float]]] = {mode: [] for mode in apis}
+        for r in range(rounds):
+            order = list(apis) if r % 2 == 0 else list(reversed(apis))  # neither side always goes first
+            for mode in order:
+                latencies = asyncio.run(timed_submits(apis[mode], submits, in_flight))
+                pooled[mode] += latencies
+                per_round[mode].append(summary(latencies))
+        for mode in apis:
+            figures[f"{in_flight}_in_flight_{mode}_ms"] = summary(pooled[mode])
+            for q in ("p50", "p99"):
+                values = [round_figures[q] for round_figures in per_round[mode]]
+                figures[f"{in_flight}_in_flight_{mode}_{q}_rounds_ms"] = {
+                    "min": min(values),
+                    "max": max(values),
+                }
+        for q in ("p50", "p99"):
+            cost = [f[q] - n[q] for f, n in zip(per_round["fsync"], per_round["none"], strict=True)]
+            figures[f"{in_flight}_in_flight_cost_{q}_ms"] = {
+                "pooled": figures[f"{in_flight}_in_flight_fsync_ms"][q]
+                - figures[f"{in_flight}_in_flight_none_ms"][q],
+                "round_min": min(cost),
+                "round_max": max(cost),
+            }
+    connection = redis.Redis.from_url(stack["redis"])
+    connection.delete(f"rq:queue:{QUEUE}")  # no worker ran: the submitted jobs are only in the way
+    connection.close()
+    return figures
+
+
 # ---- command ---------------------------------------------------------------------------------------------
 
 
@@ -264,6 +342,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop submits per second (200)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of open-loop submits (10)")
     parser.add_argument("--class-jobs", type=int, default=200, help="jobs per worker class (200; 0 skips)")
+    parser.add_argument(
+        "--durability-rounds", type=int, default=5, help="rounds per durability mode (5; 0 skips)"
+    )
+    parser.add_argument(
+        "--durability-submits", type=int, default=400, help="submits per round and mode (400)"
+    )
+    parser.add_argument(
+        "--burst", type=int, default=32, help="submits in flight in part 4's second test (32)"
+    )
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["classes", "one-user", "saturated"], help="parts to skip"
+    )
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
 
 
@@ -271,15 +361,24 @@ def main(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"machine": {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}}
     with tempfile.TemporaryDirectory(prefix="ragload-bench-") as tmp:
         with running_stack(Path(tmp), args.workers, args.api_processes) as stack:
-            if args.class_jobs:
+            if args.class_jobs and "classes" not in args.skip:
                 report["worker_classes"] = worker_class_throughput(stack, args.class_jobs)
                 _print(
                     "1. worker classes (one worker, process_query, mock at 0 ms)", report["worker_classes"]
                 )
-            report["one_user"] = one_user(stack, args.requests, args.warmup)
-            _print("2. one user, mock at 0 ms: inline vs queued (long-poll)", report["one_user"])
-            report["saturated_submits"] = saturated_submits(stack, args.rate, args.duration)
-            _print(f"3. submits at {args.rate:g}/s, workers saturated", report["saturated_submits"])
+            if "one-user" not in args.skip:
+                report["one_user"] = one_user(stack, args.requests, args.warmup)
+                _print("2. one user, mock at 0 ms: inline vs queued (long-poll)", report["one_user"])
+            if "saturated" not in args.skip:
+                report["saturated_submits"] = saturated_submits(stack, args.rate, args.duration)
+                _print(f"3. submits at {args.rate:g}/s, workers saturated", report["saturated_submits"])
+            if args.durability_rounds:
+                report["durability"] = durability_cost(
+                    stack, args.durability_rounds, args.durability_submits, args.burst
+                )
+                _print(
+                    "4. POST /chat with BROKER_DURABILITY=fsync vs none (no workers)", report["durability"]
+                )
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0

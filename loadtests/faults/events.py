@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from loadtests.faults.kills import KillWatch
 from loadtests.faults.profile import BrokerRestart, KillWorker, LlmErrors, LlmOutage, Scenario
 from loadtests.stack.embedded_stack import EmbeddedStack
+from loadtests.stack.services import ManagedProcess
 
 PLAN_HORIZON_S = 3600.0  # periodic events with no end are planned this far; the player stops at load end
 RESPAWN_INTERVAL_S = 0.5  # as `ragload up`'s supervisor loop
@@ -44,10 +46,12 @@ class EventLog:
     def now(self) -> float:
         return time.monotonic() - self.started
 
-    def add(self, kind: str, detail: str = "") -> LoggedEvent:
-        event = LoggedEvent(round(self.now(), 3), kind, detail)
+    def add(self, kind: str, detail: str = "", t: float | None = None) -> LoggedEvent:
+        """`t`: when it happened, if that was before now (the rows stay in time order)."""
+        event = LoggedEvent(round(self.now() if t is None else t, 3), kind, detail)
         with self._lock:
             self._rows.append(event)
+            self._rows.sort(key=lambda row: row.t)  # stable; almost always already in order
         return event
 
     def note(self, kind: str, detail: str = "") -> None:
@@ -66,6 +70,7 @@ class FaultTarget(Protocol):
     def kill_worker(self) -> str | None: ...  # a description of the killed worker; None if none was alive
     def set_llm_error_rate(self, rate: float) -> None: ...
     def stop_broker(self) -> None: ...
+    def kill_broker(self) -> None: ...
     def restart_broker(self) -> None: ...
 
 
@@ -81,21 +86,29 @@ def put_mock_config(mock_url: str, changes: Mapping[str, Any]) -> dict[str, Any]
 
 
 class StackFaults:
-    """Faults applied to an EmbeddedStack and its mock."""
+    """Faults applied to an EmbeddedStack and its mock; `watch` follows the jobs of killed workers."""
 
-    def __init__(self, stack: EmbeddedStack, rng: random.Random) -> None:
+    def __init__(self, stack: EmbeddedStack, rng: random.Random, watch: KillWatch | None = None) -> None:
         self.stack = stack
         self.rng = rng
+        self.watch = watch
 
     def kill_worker(self) -> str | None:
-        victim = self.stack.kill_worker(self.rng)
+        victim = self.stack.kill_worker(self.rng, on_kill=self._note_kill)
         return f"{victim.name} pid {victim.pid}" if victim else None
+
+    def _note_kill(self, victim: ManagedProcess, pids: list[int]) -> None:
+        if self.watch is not None:
+            self.watch.killed(victim.name, pids)
 
     def set_llm_error_rate(self, rate: float) -> None:
         put_mock_config(self.stack.urls["mock"], {"error_rate": rate})
 
     def stop_broker(self) -> None:
         self.stack.stop_broker()
+
+    def kill_broker(self) -> None:
+        self.stack.kill_broker()
 
     def restart_broker(self) -> None:
         self.stack.restart_broker()
@@ -125,7 +138,7 @@ def plan(scenario: Scenario, horizon_s: float = PLAN_HORIZON_S) -> list[Action]:
             actions += [Action(event.from_s, "llm_outage_on"), Action(event.to_s, "llm_outage_off")]
         elif isinstance(event, BrokerRestart):
             actions += [
-                Action(event.at_s, "broker_stop"),
+                Action(event.at_s, "broker_stop" if event.signal == "SIGTERM" else "broker_kill"),
                 Action(event.at_s + event.down_s, "broker_start"),
             ]
     return sorted(actions)
@@ -173,8 +186,9 @@ class EventPlayer:
     def _apply(self, action: Action) -> None:
         kind = action.kind
         if kind == "kill_worker":
+            t = self.log.now()  # the supervisor may log the respawn before this call returns
             killed = self.target.kill_worker()
-            self.log.add(kind, killed or "no live worker to kill")
+            self.log.add(kind, killed or "no live worker to kill", t=t)
         elif kind in ("llm_errors_on", "llm_errors_off"):
             self.error_rate = action.value if kind == "llm_errors_on" else 0.0
             self._push_error_rate()
@@ -187,6 +201,10 @@ class EventPlayer:
             self.broker_down = True
             self.log.add(kind, "SIGTERM valkey")
             self.target.stop_broker()
+        elif kind == "broker_kill":  # logged as a broker_stop: the broker is down either way
+            self.broker_down = True
+            self.log.add("broker_stop", "SIGKILL valkey")
+            self.target.kill_broker()
         elif kind == "broker_start":
             self.target.restart_broker()
             self.broker_down = False

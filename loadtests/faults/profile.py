@@ -20,7 +20,7 @@ from loadtests.sweep.profile import ProfileError, resolve_path
 from mocks.latency import LatencySpec
 
 FAULT_KIND = "faults"
-DEFAULT_DRAIN_LIMIT_S = 180.0  # a killed worker's job is found abandoned ≈ 65-80 s later, then retried
+DEFAULT_DRAIN_LIMIT_S = 180.0  # a killed worker's job is retried ≈ 10-20 s later; LLM retries wait ≤ 22 s
 
 
 class _Strict(BaseModel):
@@ -56,6 +56,8 @@ class BrokerRestart(_Strict):
     kind: Literal["broker_restart"]
     at_s: float = Field(ge=0)
     down_s: float = Field(gt=0, le=120)
+    # SIGTERM: a clean shutdown (the AOF flushed and fsynced); SIGKILL: a crash (nothing flushed at the end).
+    signal: Literal["SIGTERM", "SIGKILL"] = "SIGTERM"
 
 
 FaultEvent = Annotated[KillWorker | LlmErrors | LlmOutage | BrokerRestart, Field(discriminator="kind")]
@@ -82,10 +84,8 @@ class MockSettings(_Strict):
 class StackSettings(_Strict):
     """The queued system's settings for the fault runs (the stack's environment)."""
 
-    # RQ 3's SimpleWorker leaves a SIGKILLed worker's job in the started registry until start + job timeout
-    # + 60 s, then a worker's maintenance (every 10 s) retries it: with the default 120 s that is ≈ 3 min
-    # per killed job; a job of these scenarios takes tens of ms, so 15 s is still a generous limit.
-    job_timeout_s: int = Field(default=15, ge=1)
+    # The queued system's default: a killed worker's job no longer waits for the job timeout to be retried.
+    job_timeout_s: int = Field(default=120, ge=1)
     # An LLM call that takes longer is a timeout (retried by the SDK, then by the job): shorter than the job.
     llm_timeout_s: float = Field(default=5.0, gt=0)
 

@@ -30,6 +30,7 @@ from loadtests.faults.events import (
     plan,
     put_mock_config,
 )
+from loadtests.faults.kills import KillWatch, kill_to_restart, write_kills
 from loadtests.faults.profile import FaultProfile, LlmOutage, Scenario, load_fault_profile
 from loadtests.faults.submitter import Answer, SubmitTally, Submitter
 from loadtests.faults.timeline import (
@@ -104,7 +105,9 @@ class ScenarioRun:
         )
         connection = broker_connection(self.stack.urls["redis"])
         reader = BrokerReader(connection, self.stack.queue_name)
-        player = EventPlayer(StackFaults(self.stack, random.Random(self.seed + 1)), plan(scenario), log)
+        kills = KillWatch(connection, self.stack.queue_name, clock=log.now)
+        faults = StackFaults(self.stack, random.Random(self.seed + 1), kills)
+        player = EventPlayer(faults, plan(scenario), log)
         supervisor = WorkerSupervisor(self.stack, log, may_respawn=lambda: not player.broker_down)
         sampler = TimelineSampler(
             reader,
@@ -118,6 +121,7 @@ class ScenarioRun:
         autoscaling = self._autoscaling(log)
         sampler.start()
         supervisor.start()
+        kills.start()
         try:
             player.start()
             try:
@@ -135,12 +139,16 @@ class ScenarioRun:
                 autoscaling.stop()
             supervisor.stop()
             rows = sampler.stop()
+            killed = kills.stop()
         audit = self._audit(connection, tally)
         connection.close()
         outcome = build_outcome(scenario, audit, tally, log, rows, drain_s)
+        outcome["kill_to_restart"] = kill_to_restart(killed)
         write_timeline(folder / "timeline.csv", rows)
         write_events(folder / "events.csv", log)
         write_jobs(folder / "jobs.csv", audit)
+        if killed:
+            write_kills(folder / "kills.csv", killed)
         write_json(folder / "outcome.json", outcome)
         for failure in player.failures:
             print(f"{self.label}: a fault action failed: {failure}", flush=True)
@@ -240,6 +248,7 @@ def broker_outcome(
     while_down = [a for a in rejections if stop.t <= a.t <= start.t and a.status == "503"]
     first_202 = min((t for _, t in accepted if t > start.t), default=None)
     return {
+        "stopped_by": stop.detail.split()[0] if stop.detail else None,  # SIGTERM or SIGKILL
         "down_s": round(start.t - stop.t, 2),
         "api_503": len(while_down),
         "api_503_with_retry_after": sum(a.retry_after for a in while_down),
@@ -260,9 +269,20 @@ def outcome_line(outcome: Mapping[str, Any]) -> str:
     if outcome.get("breaker"):
         extra += f"; breaker opened after {outcome['breaker']['opened_after_s']} s, "
         extra += f"closed {outcome['breaker']['closed_after_s']} s after recovery"
+    if restarts := outcome.get("kill_to_restart"):
+        extra += (
+            f"; {restarts['kills']} kills held {restarts['jobs']} jobs: restarted {restarts['restarted']}"
+        )
+        if restarts["retry_median_s"] is not None:
+            retry = f"median {restarts['retry_median_s']} s, max {restarts['retry_max_s']} s"
+            extra += f"; SIGKILL -> retry {retry}"
+        if restarts["median_s"] is not None:
+            extra += f"; SIGKILL -> restart median {restarts['median_s']} s, max {restarts['max_s']} s"
+        if restarts["dead_lettered"] or restarts["pending"]:
+            extra += f", dead-lettered {restarts['dead_lettered']}, never restarted {restarts['pending']}"
     if outcome.get("broker"):
         broker = outcome["broker"]
-        extra += f"; broker down {broker['down_s']} s: {broker['api_503']} x 503 "
+        extra += f"; broker {broker['stopped_by']}, down {broker['down_s']} s: {broker['api_503']} x 503 "
         extra += f"({broker['api_503_with_retry_after']} with Retry-After), recovered after "
         extra += f"{broker['recovered_after_s']} s"
     return (

@@ -25,7 +25,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -280,15 +280,23 @@ class EmbeddedStack:
 
     # ---- faults (`ragload bench --profile faults`) ---------------------------------------------------------
 
-    def kill_worker(self, rng: random.Random | None = None) -> ManagedProcess | None:
+    def kill_worker(
+        self,
+        rng: random.Random | None = None,
+        on_kill: Callable[[ManagedProcess, list[int]], None] | None = None,
+    ) -> ManagedProcess | None:
         """SIGKILL one live worker's whole process group (the pool and its RQ worker): no warm shutdown, the
         job in hand is abandoned. It stays in the list as dead, for `respawn_dead_workers` to replace, as
-        a supervisor would. Returns the killed worker, or None if no worker is alive."""
+        a supervisor would. `on_kill(victim, pids)` hears which processes died. Returns the killed worker,
+        or None if no worker is alive."""
         live = [worker for worker in self.worker_processes() if worker.alive()]
         if not live:
             return None
         victim = (rng or random).choice(live)
+        pids = process_tree(victim.pid) if victim.pid else []  # after the kill they are gone
         victim.signal(signal.SIGKILL)
+        if on_kill is not None:
+            on_kill(victim, pids)
         return victim
 
     def stop_broker(self) -> None:
@@ -296,6 +304,12 @@ class EmbeddedStack:
         if self.valkey is None:
             raise StackError("the broker is not ours (REDIS_URL was given): it cannot be restarted")
         self.valkey.stop_server()
+
+    def kill_broker(self) -> None:
+        """SIGKILL the embedded Valkey (a crash); `restart_broker()` brings it back from its AOF."""
+        if self.valkey is None:
+            raise StackError("the broker is not ours (REDIS_URL was given): it cannot be restarted")
+        self.valkey.kill_server()
 
     def restart_broker(self) -> None:
         """Start the embedded Valkey again on the same port and data folder (queued jobs come back)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -60,8 +61,16 @@ class EmbeddedValkey:
         if self.process is not None:
             self.process.stop(grace=STOP_GRACE_S)
 
+    def kill_server(self) -> None:
+        """SIGKILL the server, as a crash or the OOM killer would: no shutdown, no last AOF flush; what it
+        answered for before is on disk only if it was fsynced (or at least written to the OS) by then."""
+        if self.process is not None and self.process.proc is not None:
+            self.process.signal(signal.SIGKILL)
+            self.process.proc.wait()
+
     def restart(self, timeout: float = READY_TIMEOUT_S) -> None:
-        """Start the server again after `stop_server()`: same port, same data folder, the AOF reloaded."""
+        """Start the server again after `stop_server()` or `kill_server()`: same port, same data folder, the
+        AOF reloaded."""
         if self.process is None:
             raise RuntimeError("restart() needs a server started once with start()")
         if self.process.alive():

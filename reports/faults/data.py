@@ -86,10 +86,26 @@ class BreakerOutcome(_Record):
 
 
 class BrokerOutcome(_Record):
+    stopped_by: str | None = None  # SIGTERM (clean shutdown) or SIGKILL (crash); older runs: SIGTERM
     down_s: float
     api_503: int
     api_503_with_retry_after: int
     recovered_after_s: float | None = None  # broker_start → first 202
+
+
+class KillToRestart(_Record):
+    """The jobs the SIGKILLed workers held, and SIGKILL → started again by another worker (kills.csv)."""
+
+    kills: int
+    jobs: int
+    restarted: int
+    dead_lettered: int = 0
+    pending: int = 0  # never started again before the drain ended
+    median_s: float | None = None
+    min_s: float | None = None
+    max_s: float | None = None
+    retry_median_s: float | None = None  # SIGKILL → back in the queue (RQ's cleanup retried it)
+    retry_max_s: float | None = None
 
 
 class Outcome(_Record):
@@ -106,6 +122,7 @@ class Outcome(_Record):
     min_workers: int | None = None
     breaker: BreakerOutcome | None = None
     broker: BrokerOutcome | None = None
+    kill_to_restart: KillToRestart | None = None  # runs before it was measured lack it
 
 
 class TimelineRow(_CsvRecord):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from reports.faults.data import FaultRun, FaultScenario, Outcome, ScenarioSpec
 
 LOST_IDS_SHOWN = 10  # enough to start looking in the logs; outcome.json keeps up to 20
+RESTART_PROMISE_S = 30.0  # a killed worker's job is started again by another worker within this (issue 16)
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,10 @@ def broker_findings(outcome: Outcome) -> list[Finding]:
         if broker.recovered_after_s is None
         else f"first 202 {_seconds(broker.recovered_after_s)} after it came back"
     )
+    crashed = " SIGKILLed (a crash) and" if broker.stopped_by == "SIGKILL" else ""
     text = (
-        f"Valkey down {_seconds(broker.down_s)}: the API answered {broker.api_503:,} × 503 ({retry_after}), "
+        f"Valkey{crashed} down {_seconds(broker.down_s)}: the API answered {broker.api_503:,} × 503 "
+        f"({retry_after}), "
         f"{recovered}; {outcome.lost:,} lost."
     )
     findings = [Finding(text, failed=broker.recovered_after_s is None or outcome.lost > 0)]
@@ -139,7 +142,31 @@ def kill_finding(scenario: FaultScenario) -> Finding | None:
     if not kills:
         return None
     respawns = len(scenario.events_of("respawn_worker"))
-    return Finding(f"{len(kills):,} worker kills (SIGKILL) mid-run, {respawns:,} respawned.")
+    text = f"{len(kills):,} worker kills (SIGKILL) mid-run, {respawns:,} respawned"
+    restarts = scenario.outcome.kill_to_restart if scenario.outcome else None
+    if restarts is None:
+        return Finding(text + ".")
+    text += f"; the killed workers held {restarts.jobs:,} jobs"
+    if restarts.retry_median_s is not None and restarts.retry_max_s is not None:
+        text += (
+            f", retried after median {_seconds(restarts.retry_median_s)} "
+            f"(max {_seconds(restarts.retry_max_s)})"
+        )
+    if restarts.median_s is not None and restarts.min_s is not None and restarts.max_s is not None:
+        text += (
+            f", {restarts.restarted:,} started again by another worker after median "
+            f"{_seconds(restarts.median_s)} (min {_seconds(restarts.min_s)}, max {_seconds(restarts.max_s)}) "
+            "from the SIGKILL"
+        )
+    if restarts.dead_lettered:
+        text += f", {restarts.dead_lettered:,} dead-lettered"
+    late = restarts.max_s is not None and restarts.max_s > RESTART_PROMISE_S
+    if restarts.pending or late:
+        never = f"{restarts.pending:,} never started again" if restarts.pending else ""
+        slow = f"the slowest after {_seconds(restarts.max_s or 0)}" if late else ""
+        promise = f"promise: within {RESTART_PROMISE_S:.0f} s"
+        return Finding(f"FAILURE: {text}; {', '.join(x for x in (never, slow) if x)} ({promise}).", True)
+    return Finding(text + ".")
 
 
 def scenario_verdict(scenario: FaultScenario) -> ScenarioVerdict:

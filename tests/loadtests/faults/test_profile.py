@@ -30,10 +30,13 @@ def profile(*scenarios: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "faults", "scenario": list(scenarios) or [scenario()]}
 
 
-def test_the_shipped_faults_profile_holds_the_four_proof_runs() -> None:
+def test_the_shipped_faults_profile_holds_the_five_proof_runs() -> None:
     faults = load_fault_profile("faults")
     by_name = {s.name: s for s in faults.scenario}
-    assert set(by_name) == {"worker-kills", "broker-restart", "llm-outage", "autoscale"}
+    assert set(by_name) == {"worker-kills", "broker-restart", "broker-crash", "llm-outage", "autoscale"}
+    crash = [e for e in by_name["broker-crash"].events if isinstance(e, BrokerRestart)]
+    assert len(crash) == 1 and crash[0].signal == "SIGKILL"
+    assert faults.stack.job_timeout_s == 120  # the system's default: no shortcut for killed workers
     kills = by_name["worker-kills"]
     assert kills.jobs == 10_000
     assert any(isinstance(e, KillWorker) and e.every_s == 5 for e in kills.events)
@@ -86,9 +89,13 @@ def test_plan_puts_each_action_at_its_time() -> None:
                     {"kind": "llm_outage", "from_s": 3, "to_s": 8},
                     {"kind": "broker_restart", "at_s": 4, "down_s": 2.5},
                 ]
-            )
+            ),
+            scenario(
+                name="crash", events=[{"kind": "broker_restart", "at_s": 4, "down_s": 2, "signal": "SIGKILL"}]
+            ),
         )
     )
+    assert {(a.t, a.kind) for a in plan(parsed.scenario[1])} == {(4, "broker_kill"), (6, "broker_start")}
     actions = plan(parsed.scenario[0])
     assert actions == sorted(actions)
     assert [a.t for a in actions if a.kind == "kill_worker"] == [7, 12, 17]

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import random
+import statistics
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,9 @@ class Simulation:
     load_end_t: float | None = None
     drain_end_t: float | None = None
     first_202_after_restart: float | None = None
+    kills: int = 0
+    killed_jobs: dict[str, float] = field(default_factory=dict)  # job -> kill t, until started again
+    restarts_s: list[float] = field(default_factory=list)  # SIGKILL -> started again
 
     # --- load --------------------------------------------------------------------------------------
     def rate(self) -> float:
@@ -207,7 +211,9 @@ class Simulation:
         self.workers.remove(victim)
         self.respawns.append(self.t + RESPAWN_S)
         self.event("kill_worker", f"{victim.name} job {victim.job or '-'}")
+        self.kills += 1
         if victim.job is not None:  # the abandoned-job check re-runs it once it notices the dead worker
+            self.killed_jobs[victim.job] = self.t
             self.retried += 1
             self.scheduled.append((self.t + KILL_DETECTION_S, victim.job))
 
@@ -239,6 +245,8 @@ class Simulation:
         for worker in self.workers:
             if worker.job is None and self.queue:
                 worker.job = self.queue.popleft()
+                if worker.job in self.killed_jobs:
+                    self.restarts_s.append(self.t - self.killed_jobs.pop(worker.job))
                 self.attempts[worker.job] += 1
                 worker.fails_with = self.llm_call()
                 worker.remaining_s = (
@@ -369,6 +377,23 @@ def outcome_of(sim: Simulation) -> dict[str, Any]:
         "min_workers": min(workers),
         "breaker": breaker,
         "broker": broker,
+        "kill_to_restart": kill_to_restart(sim) if plan.kill_every_s else None,
+    }
+
+
+def kill_to_restart(sim: Simulation) -> dict[str, Any]:
+    restarts = sorted(sim.restarts_s)
+    return {
+        "kills": sim.kills,
+        "jobs": len(restarts) + len(sim.killed_jobs),
+        "restarted": len(restarts),
+        "dead_lettered": 0,
+        "pending": len(sim.killed_jobs),
+        "median_s": round(statistics.median(restarts), 2) if restarts else None,
+        "min_s": round(restarts[0], 2) if restarts else None,
+        "max_s": round(restarts[-1], 2) if restarts else None,
+        "retry_median_s": KILL_DETECTION_S if restarts else None,  # the simulation retries after exactly this
+        "retry_max_s": KILL_DETECTION_S if restarts else None,
     }
 
 

@@ -102,6 +102,28 @@ def test_breaker_broker_and_autoscale_sentences_come_from_the_files(fault_run: A
     assert "FAILURE" not in markdown
 
 
+def test_kill_to_restart_times_are_reported_and_a_late_restart_fails(fault_run: Any, built: Any) -> None:
+    run_dir, outcomes = fault_run
+    restarts = outcomes["kills-and-errors"]["kill_to_restart"]
+    assert restarts["restarted"] > 0 and restarts["pending"] == 0
+    assert (
+        f"the killed workers held {restarts['jobs']:,} jobs, retried after median "
+        f"{restarts['retry_median_s']:.1f} s (max {restarts['retry_max_s']:.1f} s), "
+        f"{restarts['restarted']:,} started again by "
+        f"another worker after median {restarts['median_s']:.1f} s (min {restarts['min_s']:.1f} s, "
+        f"max {restarts['max_s']:.1f} s) from the SIGKILL" in built[1]
+    )
+    path = run_dir / "faults" / "kills-and-errors" / "outcome.json"
+    late = json.loads(path.read_text())
+    late["kill_to_restart"] |= {"max_s": 31.0, "pending": 1}
+    folder = run_dir.parent / "late"
+    write_fault_run(folder, [default_plans()[0]])
+    (folder / "faults" / "kills-and-errors" / "outcome.json").write_text(json.dumps(late))
+    verdict = scenario_verdict(load_fault_run(folder).scenarios[0])
+    failure = next(f.text for f in verdict.findings if "never started again" in f.text)
+    assert failure.startswith("FAILURE") and "the slowest after 31.0 s (promise: within 30 s)" in failure
+
+
 def test_lost_jobs_are_a_loud_failure_with_their_ids(lossy_run: tuple[Path, dict[str, Any]]) -> None:
     run_dir, outcome = lossy_run
     assert outcome["lost"] == 4
