@@ -3,39 +3,17 @@ and distributed (a master and two worker processes, as `ragload bench --locust-w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.locust_process import LocustRun
 from loadtests.profile import Cell
 from loadtests.run_folder import collect
 from loadtests.samples import Sample, read_raw
-from loadtests.services import free_port
 from loadtests.stack import EmbeddedStack
 from loadtests.summary import summarize
-from tests.conftest import MockServer
-
-
-@pytest.fixture
-def small_stack(
-    rag_env: dict[str, str], redis_url: str, mock_server: MockServer, tmp_path: Path
-) -> Iterator[EmbeddedStack]:
-    mock_server.configure(chat_latency="const:20ms", embed_latency="const:1ms")
-    stack = EmbeddedStack(
-        api_port=free_port(),
-        baseline_port=free_port(),
-        workers=1,
-        baseline_mode="threadpool",
-        baseline_threads=4,
-        env={**rag_env, "REDIS_URL": redis_url},
-        log_dir=tmp_path / "logs",
-    )
-    with stack:
-        yield stack
 
 
 def cell(architecture: str, mode: str, load: str, users: int | None, rate: float | None) -> Cell:
