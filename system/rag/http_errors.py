@@ -29,7 +29,7 @@ INDEX_MISSING_RETRY_AFTER_S = 30.0  # an index is built by hand (`ragload ingest
 VALIDATION_ERROR_KEYS = ("type", "loc", "msg", "ctx")  # what a client needs to fix its request
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 # FastAPI answers 400 with this detail when it cannot read a JSON body that is not a JSON syntax error (bytes
-# that are not UTF-8, a body cut short): `_on_http_exception` turns it into the 422 of any other bad body.
+# that are not UTF-8, a body that cannot be read): `_on_http_exception` makes it the 422 of any bad body.
 FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
