@@ -214,7 +214,7 @@ def replica_series(api_replicas: int, busy: int, waiting: int) -> dict[str, floa
     """What Prometheus holds after scraping `api_replicas` API pods: each reports the same broker gauges."""
     series: dict[str, float] = {}
     for replica in range(api_replicas):
-        instance = f'instance="10.0.0.{replica + 1}:8000"'
+        instance = f'instance="api-{replica + 1}:8000"'
         series[f'ragload_workers{{{instance},state="busy"}}'] = busy
         series[f'ragload_workers{{{instance},state="idle"}}'] = 1
         series[f"ragload_queue_depth{{{instance}}}"] = waiting
