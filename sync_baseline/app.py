@@ -9,7 +9,8 @@ Only the way `/chat` is served differs between the modes; the pipeline is the RA
 
 `/readyz` reports this process's LLM breaker (503 with Retry-After while it is open: /chat fails fast then);
 `/metrics` exposes the requests, LLM calls and breaker states of all the baseline's processes
-(sync_baseline/metrics.py).
+(sync_baseline/metrics.py). Every error a route can answer is declared in the OpenAPI schema with the
+models the queued API uses (system/rag/http_errors.py).
 """
 
 from __future__ import annotations
@@ -23,13 +24,20 @@ import anyio.to_thread
 import pybreaker
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from sync_baseline.deadline import RequestDeadline
 from sync_baseline.metrics import RequestMetrics, forget_this_process, metrics_endpoint, track_breaker
 from sync_baseline.settings import BaselineSettings, Mode
 from system.rag.breaker import breaker_status, configure_breaker
 from system.rag.errors import RagError
-from system.rag.http_errors import install_error_handlers, rag_error_response, retry_after_header
+from system.rag.http_errors import (
+    BAD_INPUT,
+    documented_errors,
+    install_error_handlers,
+    rag_error_response,
+    retry_after_header,
+)
 from system.rag.pipeline import get_pipeline, warm_pipeline
 from system.rag.schemas import ChatRequest, RagResult
 
@@ -56,6 +64,37 @@ async def blocking_chat(request: ChatRequest) -> RagResult:
 
 async def asyncio_chat(request: ChatRequest) -> RagResult:
     return await get_pipeline().arun(request.query, request.top_k)
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready; `unavailable` in the 503 while the LLM breaker is open")
+    mode: Mode
+    processes: int
+    threads: int
+    concurrency: int | None = Field(description="requests served at once; null: bounded by the upstream only")
+    note: str
+    llm_breaker: str = Field(description="this process's LLM circuit breaker: closed, half-open or open")
+
+
+UPSTREAM_ERRORS = {
+    502: "The LLM upstream or the vector store refused the request, or answered something unusable",
+    503: (
+        "The LLM upstream is unavailable or rate-limited, this process's LLM breaker is open, or the index "
+        "is missing: try again after `Retry-After`"
+    ),
+    504: "No answer within the request deadline (REQUEST_TIMEOUT_S), or the upstream timed out",
+}
+CHAT_ERRORS = documented_errors({422: BAD_INPUT, **UPSTREAM_ERRORS})
+READINESS_ERRORS = documented_errors(
+    {
+        502: "The vector index cannot be read",
+        503: (
+            "Not ready: the index is missing or its store unreachable (`detail`), or this process's LLM "
+            "breaker is open (`detail` plus the fields of the 200 answer, `status` = unavailable)"
+        ),
+        504: "The vector store (a Qdrant server) did not answer in time",
+    }
+)
 
 
 CHAT_ENDPOINTS: dict[Mode, Callable[[ChatRequest], Any]] = {
@@ -96,7 +135,7 @@ def _probes(settings: BaselineSettings) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", response_model=None)
+    @router.get("/readyz", response_model=Readiness, responses=READINESS_ERRORS)
     async def readyz() -> dict[str, Any] | JSONResponse:
         try:
             get_pipeline().check()
@@ -145,5 +184,5 @@ def create_app(settings: BaselineSettings | None = None) -> FastAPI:
     app.add_middleware(RequestMetrics, paths={"/chat"})  # outside the deadline: a 504 counts as a timeout
     app.include_router(_probes(settings))
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    app.add_api_route("/chat", CHAT_ENDPOINTS[settings.mode], methods=["POST"])
+    app.add_api_route("/chat", CHAT_ENDPOINTS[settings.mode], methods=["POST"], responses=CHAT_ERRORS)
     return app

@@ -3,9 +3,10 @@ long-polls it. Contracts: docs/architecture.md, "HTTP contracts".
 
 The event loop never waits on a sync call: RQ's I/O goes through redis.asyncio (system/broker.py says why
 and what it measured), the index check of /readyz runs in a thread. Connections are made in the lifespan.
-Errors: bad input → 422 `{"detail": [problems]}` (system/rag/http_errors.py, shared with the baseline);
-queue full → 429, broker unreachable or unable to confirm the job on disk (BROKER_DURABILITY=fsync) → 503,
-both with Retry-After; unknown job → 404.
+Errors: bad input (a body that is not JSON included) → 422 `{"detail": [problems]}`; queue full → 429,
+broker unreachable or unable to confirm the job on disk (BROKER_DURABILITY=fsync) → 503, both with
+Retry-After; unknown job → 404. Each route declares its errors in the OpenAPI schema with the models of
+system/rag/http_errors.py, shared with the baseline.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.registry import Collector
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 
@@ -35,7 +36,13 @@ from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
 from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector
 from system.rag.breaker import shared_breaker_state, shared_breaker_state_async
 from system.rag.errors import RagError
-from system.rag.http_errors import error_response, install_error_handlers, rag_error_response
+from system.rag.http_errors import (
+    BAD_INPUT,
+    documented_errors,
+    error_response,
+    install_error_handlers,
+    rag_error_response,
+)
 from system.rag.pipeline import get_pipeline, warm_pipeline
 from system.rag.prometheus import metrics_route
 from system.rag.schemas import ChatRequest, RagResult
@@ -67,6 +74,12 @@ class SubmitResponse(BaseModel):
     job_id: str
     status: Literal["queued"] = "queued"
     status_url: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded"] = Field(description="degraded: the LLM breaker is open")
+    queue: str
+    llm_breaker: str = Field(description="the shared LLM circuit breaker: closed, half-open or open")
 
 
 class JobStatusResponse(BaseModel):
@@ -135,8 +148,28 @@ def readable_error(snapshot: JobSnapshot) -> str:
 
 router = APIRouter()
 
+BROKER_DOWN = "The job broker (Valkey) is unreachable: nothing was done; try again after `Retry-After`"
+READINESS_ERRORS = documented_errors(
+    {
+        502: "The vector index cannot be read (e.g. a Qdrant server rejected the request)",
+        503: "Not ready: the index is missing or its store unreachable, or the job broker is unreachable",
+        504: "The vector store (a Qdrant server) did not answer in time",
+    }
+)
 
-@router.post("/chat", status_code=202, response_model=SubmitResponse)
+
+@router.post(
+    "/chat",
+    status_code=202,
+    response_model=SubmitResponse,
+    responses=documented_errors(
+        {
+            422: BAD_INPUT,
+            429: "The queue is full (MAX_QUEUE_DEPTH jobs waiting): nothing was enqueued",
+            503: BROKER_DOWN,
+        }
+    ),
+)
 async def chat(body: ChatRequest, request: Request) -> SubmitResponse | JSONResponse:
     state = _state(request)
     # A soft bound: depth check and enqueue are two round trips, so concurrent submits may overshoot it by
@@ -155,7 +188,18 @@ async def chat(body: ChatRequest, request: Request) -> SubmitResponse | JSONResp
     return SubmitResponse(job_id=job_id, status_url=str(status_url))
 
 
-@router.get("/job-status", name="job_status", response_model=JobStatusResponse)
+@router.get(
+    "/job-status",
+    name="job_status",
+    response_model=JobStatusResponse,
+    responses=documented_errors(
+        {
+            404: "No such job: never submitted, or its result has expired (RESULT_TTL_S)",
+            422: BAD_INPUT,
+            503: BROKER_DOWN,
+        }
+    ),
+)
 async def job_status(
     request: Request,
     job_id: uuid.UUID,
@@ -190,8 +234,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
-async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
+@router.get("/readyz", response_model=Readiness, responses=READINESS_ERRORS)
+async def readyz(request: Request) -> Readiness | JSONResponse:
     state = _state(request)
     await state.broker.ping()
     try:
@@ -202,8 +246,8 @@ async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         await state.broker.confirm_on_disk()  # BrokerNotDurable: not ready, submits would get 503
     breaker = await shared_breaker_state_async(state.broker.commands)
     # An open LLM breaker keeps 200: /chat still accepts jobs, which wait or are retried until it closes.
-    status = "degraded" if breaker == pybreaker.STATE_OPEN else "ready"
-    return {"status": status, "queue": state.settings.queue_name, "llm_breaker": breaker}
+    status: Literal["ready", "degraded"] = "degraded" if breaker == pybreaker.STATE_OPEN else "ready"
+    return Readiness(status=status, queue=state.settings.queue_name, llm_breaker=breaker)
 
 
 async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:

@@ -9,8 +9,10 @@ comes and goes every few seconds therefore raises the count once and keeps it. T
 the busy workers, so a scale-down never asks for a busy worker to go (and the launcher stops workers
 gracefully anyway: RQ's warm shutdown finishes the current job).
 
-deploy/k8s/keda-scaledobject.yaml mirrors this policy for Kubernetes (Redis list scaler on `rq:queue:<name>`,
-listLength = backlog_per_worker, HPA behaviour for the stabilization window).
+deploy/k8s/keda-scaledobject.yaml mirrors this policy for Kubernetes: one Prometheus trigger computing
+`needed_workers` from the API's gauges, HPA behaviour for the cooldowns and the stabilization window.
+KEDA has no `current` to cap stale busy workers with (see `decide`): a pod killed mid-job counts as busy
+until its RQ worker registration expires.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 class ScalePolicy:
     min_workers: int
     max_workers: int
-    backlog_per_worker: int = 4  # waiting jobs one more worker is worth (KEDA's listLength)
+    backlog_per_worker: int = 4  # waiting jobs one more worker is worth (the `/ 4` of KEDA's query)
     up_cooldown_s: float = 2.0  # a new worker needs a second or two to start: do not stack decisions
     down_stabilization_s: float = 15.0  # the need must stay lower this long before any worker goes
     down_cooldown_s: float = 5.0  # between two scale-downs

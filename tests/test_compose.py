@@ -31,6 +31,8 @@ from rq import Queue, Worker
 from loadtests.cli import COMMANDS
 from loadtests.stack import healthcheck
 from loadtests.stack.services import free_port
+from system.metrics import BrokerCollector
+from tests.promtool import promtool, requires_promtool
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
@@ -158,6 +160,121 @@ def test_the_files_it_mounts_exist_and_inline_configs_parse() -> None:
     lb = (ROOT / "deploy" / "nginx" / "api-lb.conf").read_text()
     assert "server api:8000 resolve;" in lb and "listen 8000;" in lb
     assert SERVICES["api-lb"]["ports"] == ["${API_PORT:-8000}:8000"]
+
+
+# ---- Prometheus: every replica of every service that serves /metrics is a target ------------------------
+
+PROMETHEUS_CONFIG = ROOT / COMPOSE["configs"]["prometheus"]["file"]
+METRICS_KINDS = {"api", "worker", "baseline"}  # the ragload processes that serve /metrics
+DASHBOARD = ROOT / COMPOSE["configs"]["grafana-dashboard"]["file"]
+Target = tuple[str, int, str]  # compose service, port, how it is found: "dns-a", "dns-srv" or "static"
+
+
+def scrape_targets(config: dict[str, Any]) -> dict[str, list[Target]]:
+    """Job name → its targets, from a Prometheus config's dns_sd_configs and static_configs."""
+    jobs: dict[str, list[Target]] = {}
+    for job in config["scrape_configs"]:
+        assert set(job) & {"dns_sd_configs", "static_configs"}, f"{job['job_name']}: no compose discovery"
+        targets = jobs.setdefault(job["job_name"], [])
+        for sd in job.get("dns_sd_configs", []):
+            how = f"dns-{sd.get('type', 'SRV').lower()}"
+            targets += [(name, int(sd["port"]), how) for name in sd["names"]]
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                host, _, port = target.rpartition(":")
+                targets.append((host, int(port), "static"))
+    return jobs
+
+
+def metrics_port(name: str) -> int | None:
+    """The port a compose service serves /metrics on: the `--port` of `ragload api|baseline`, the
+    WORKER_METRICS_PORT of a worker (None: the worker serves no metrics)."""
+    if kind_of(name) == "worker":
+        port = environment_of(SERVICES[name]).get("WORKER_METRICS_PORT")
+        return int(port) if port else None
+    command = command_of(SERVICES[name])
+    return int(command[command.index("--port") + 1])
+
+
+def discovery_problems(config: dict[str, Any]) -> list[str]:
+    """What a Prometheus config misses of compose's metrics services and their replicas."""
+    found = {service: how for targets in scrape_targets(config).values() for service, _, how in targets}
+    problems = []
+    for name in SERVICES:
+        if kind_of(name) not in METRICS_KINDS or metrics_port(name) is None:
+            continue
+        if name not in found:
+            problems.append(f"{name} serves /metrics but no scrape job finds it")
+        elif "replicas" in SERVICES[name].get("deploy", {}) and found[name] != "dns-a":
+            # A static `name:port` reaches one replica per scrape, a different one each time.
+            problems.append(f"{name} is scaled: discover its replicas by DNS (type A), not {found[name]}")
+    return problems
+
+
+PROMETHEUS = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+
+
+def test_compose_mounts_the_prometheus_config_of_deploy() -> None:
+    assert PROMETHEUS_CONFIG == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    mounted = {"source": "prometheus", "target": "/etc/prometheus/prometheus.yml"}
+    assert mounted in SERVICES["prometheus"]["configs"]
+
+
+def test_every_scrape_target_is_a_compose_service_on_the_port_it_serves_metrics_on() -> None:
+    for job, targets in scrape_targets(PROMETHEUS).items():
+        assert targets, job
+        for service, port, _ in targets:
+            assert service in SERVICES, f"{job}: no compose service {service!r}"
+            assert kind_of(service) in METRICS_KINDS, f"{job}: {service} serves no /metrics"
+            assert port == metrics_port(service), f"{job}: {service}:{port}, not {metrics_port(service)}"
+            published = {str(p).rpartition(":")[2] for p in SERVICES[service].get("ports", [])}
+            assert str(port) in {*map(str, SERVICES[service].get("expose", [])), *published}, service
+
+
+def test_every_replica_of_every_metrics_service_is_scraped() -> None:
+    assert discovery_problems(PROMETHEUS) == []
+    worker_env = environment_of(SERVICES["worker"])
+    assert worker_env["PROMETHEUS_MULTIPROC_DIR"] in SERVICES["worker"]["tmpfs"]  # required by the port
+
+
+def test_the_replica_check_catches_a_static_target_of_a_scaled_service() -> None:
+    static_api = {
+        "scrape_configs": [
+            {"job_name": "api", "static_configs": [{"targets": ["api:8000", "baseline:8001"]}]},
+            {"job_name": "workers", "dns_sd_configs": [{"names": ["worker"], "type": "A", "port": 9100}]},
+        ]
+    }
+    assert discovery_problems(static_api) == [
+        "api is scaled: discover its replicas by DNS (type A), not static"
+    ]
+
+
+@requires_promtool
+def test_prometheus_accepts_the_config() -> None:
+    done = promtool("check", "config", PROMETHEUS_CONFIG)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_dashboard_reads_broker_gauges_once_however_many_api_replicas(redis_url: str) -> None:
+    """Every API replica reports the same broker-wide gauges: a panel must aggregate them (max/min), or it
+    draws one line per replica (and a sum would count the queue once per replica)."""
+    connection = redis.Redis.from_url(redis_url)
+    try:
+        gauges = {
+            family.name for family in BrokerCollector(connection, "ragload", lambda: "closed").collect()
+        }
+    finally:
+        connection.close()
+    assert {"ragload_queue_depth", "ragload_workers"} <= gauges
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = 0
+    for expr in exprs:
+        for match in re.finditer(r"\b(ragload_\w+)", expr):
+            if match.group(1) in gauges:
+                used += 1
+                assert re.search(r"\b(max|min)\($", expr[: match.start()]), expr
+    assert used >= len(gauges) - 1
 
 
 # ---- commands ---------------------------------------------------------------------------------------------

@@ -18,17 +18,18 @@ def start_baseline(rag_env: dict[str, str], tmp_path: Path) -> Iterator[StartBas
     """`start_baseline("threadpool", "--threads", "4", env={...})` → the base URL of a ready baseline.
 
     One uvicorn process; every process started is stopped when the test ends. Its log is in tmp_path.
+    Ready = `ready_path` answers 2xx (pass "/healthz" for a baseline that is meant not to be ready).
     """
     started: list[ManagedProcess] = []
 
-    def start(mode: str, *flags: str, env: dict[str, str] | None = None) -> str:
+    def start(mode: str, *flags: str, env: dict[str, str] | None = None, ready_path: str = "/readyz") -> str:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         process = ManagedProcess(
             f"baseline-{mode}",
             ragload_command("baseline", "--mode", mode, "--port", str(port), "--processes", "1", *flags),
             env={**rag_env, **(env or {})},
-            ready_url=f"{url}/readyz",
+            ready_url=f"{url}{ready_path}",
             log_path=tmp_path / f"baseline-{mode}-{port}.log",
         )
         started.append(process.start())

@@ -173,8 +173,13 @@ async def test_bad_input_is_a_422_json_error_and_enqueues_nothing(
 
 @pytest.mark.parametrize(
     ("content", "content_type"),
-    [(b'{"query": "hi"', "application/json"), (b"query=hi", "application/x-www-form-urlencoded"), (b"", "")],
-    ids=["malformed json", "form body", "no body"],
+    [
+        (b'{"query": "hi"', "application/json"),
+        (b'{"query": "caf\xe9"}', "application/json"),
+        (b"query=hi", "application/x-www-form-urlencoded"),
+        (b"", ""),
+    ],
+    ids=["malformed json", "not utf-8", "form body", "no body"],
 )
 async def test_a_body_that_is_not_json_is_a_422(
     api: httpx.AsyncClient, redis_url: str, content: bytes, content_type: str

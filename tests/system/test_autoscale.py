@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from redis import Redis
-from rq import Queue
 
 from system.autoscale import (
     Autoscaler,
@@ -20,6 +20,7 @@ from system.autoscale import (
     needed_workers,
     parse_bounds,
 )
+from tests.promtool import expression_test, requires_promtool, run_expression_tests
 
 POLICY = ScalePolicy(
     min_workers=1,
@@ -178,14 +179,110 @@ def test_loop_applies_decisions_through_the_callback_and_survives_a_failed_read(
     assert scaler.last_decision is not None and scaler.last_decision.workers == 4
 
 
-def test_keda_scaledobject_mirrors_the_policy() -> None:
-    manifest = yaml.safe_load(KEDA.read_text())
-    defaults = ScalePolicy(min_workers=manifest["spec"]["minReplicaCount"], max_workers=8)
-    redis_trigger = next(t for t in manifest["spec"]["triggers"] if t["type"] == "redis")
-    queue_key = Queue("ragload", connection=Redis()).key  # no connection is made
-    assert redis_trigger["metadata"]["listName"] == queue_key == "rq:queue:ragload"
-    assert int(redis_trigger["metadata"]["listLength"]) == defaults.backlog_per_worker
-    behavior = manifest["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+KEDA_MANIFEST: dict[str, Any] = yaml.safe_load(KEDA.read_text(encoding="utf-8"))
+# Loads to check: busy workers x waiting jobs, around the per-worker backlog and past the bounds.
+BUSY = (0, 1, 2, 3, 7, 8, 12)
+WAITING = (0, 1, 3, 4, 5, 8, 9, 31, 1000)
+
+
+def keda_trigger() -> dict[str, Any]:
+    triggers = KEDA_MANIFEST["spec"]["triggers"]
+    assert len(triggers) == 1, "KEDA takes the largest of several triggers; the policy adds its two terms"
+    trigger: dict[str, Any] = triggers[0]
+    assert trigger["type"] == "prometheus" and trigger.get("metricType", "AverageValue") == "AverageValue"
+    return trigger
+
+
+def keda_policy() -> ScalePolicy:
+    """The policy the manifest states: its bounds, and the divisor of the backlog in its query."""
+    query = keda_trigger()["metadata"]["query"]
+    divisors = re.findall(r"max\(ragload_queue_depth\)[^/]*/\s*(\d+)\s*\)", query)
+    assert len(divisors) == 1, query
+    spec = KEDA_MANIFEST["spec"]
+    return ScalePolicy(spec["minReplicaCount"], spec["maxReplicaCount"], backlog_per_worker=int(divisors[0]))
+
+
+def hpa_replicas_expr(query: str) -> str:
+    """What KEDA and the HPA make of the query's value, in PromQL: AverageValue → ceil(value / threshold),
+    clamped to [minReplicaCount, maxReplicaCount]."""
+    threshold = float(keda_trigger()["metadata"]["threshold"])
+    spec = KEDA_MANIFEST["spec"]
+    return f"clamp(ceil(({query}) / {threshold:g}), {spec['minReplicaCount']}, {spec['maxReplicaCount']})"
+
+
+def replica_series(api_replicas: int, busy: int, waiting: int) -> dict[str, float]:
+    """What Prometheus holds after scraping `api_replicas` API pods: each reports the same broker gauges."""
+    series: dict[str, float] = {}
+    for replica in range(api_replicas):
+        instance = f'instance="api-{replica + 1}:8000"'
+        series[f'ragload_workers{{{instance},state="busy"}}'] = busy
+        series[f'ragload_workers{{{instance},state="idle"}}'] = 1
+        series[f"ragload_queue_depth{{{instance}}}"] = waiting
+    return series
+
+
+def mirror_cases(query: str, policy: ScalePolicy, api_replicas: int) -> list[dict[str, Any]]:
+    return [
+        expression_test(
+            replica_series(api_replicas, busy, waiting),
+            hpa_replicas_expr(query),
+            needed_workers(waiting, busy, policy),
+        )
+        for busy in BUSY
+        for waiting in WAITING
+    ]
+
+
+def test_keda_scaledobject_states_the_policy_defaults_and_behaviour() -> None:
+    policy = keda_policy()
+    defaults = ScalePolicy(policy.min_workers, policy.max_workers)
+    assert policy.backlog_per_worker == defaults.backlog_per_worker
+    assert KEDA_MANIFEST["spec"]["scaleTargetRef"]["name"] == "ragload-worker"
+    behavior = KEDA_MANIFEST["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    [up] = behavior["scaleUp"]["policies"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+    assert up["type"] == "Pods" and up["value"] >= policy.max_workers  # straight to the need
+    assert up["periodSeconds"] == defaults.up_cooldown_s
+    [down] = behavior["scaleDown"]["policies"]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] == defaults.down_stabilization_s
-    assert behavior["scaleDown"]["policies"][0]["value"] == defaults.down_step
-    assert manifest["spec"]["scaleTargetRef"]["name"] == "ragload-worker"
+    assert down == {"type": "Pods", "value": defaults.down_step, "periodSeconds": defaults.down_cooldown_s}
+
+
+def test_the_hpa_tolerance_never_hides_a_one_worker_change() -> None:
+    """The HPA keeps the count while need/current is within 10 % of 1: within the bounds it never is."""
+    policy = keda_policy()
+    for current in range(max(1, policy.min_workers), policy.max_workers + 1):
+        for need in (current - 1, current + 1):
+            if policy.min_workers <= need <= policy.max_workers and need >= 1:
+                assert abs(need / current - 1) > 0.1, (current, need)
+
+
+@requires_promtool
+@pytest.mark.parametrize("api_replicas", [1, 3])
+def test_keda_query_computes_needed_workers_on_a_table_of_loads(api_replicas: int, tmp_path: Path) -> None:
+    query = keda_trigger()["metadata"]["query"]
+    cases = mirror_cases(query, keda_policy(), api_replicas)
+    no_scrape = expression_test({"up": 0}, hpa_replicas_expr(query), keda_policy().min_workers)
+
+    done = run_expression_tests([*cases, no_scrape], tmp_path)
+
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+@requires_promtool
+@pytest.mark.parametrize(
+    "wrong_query",
+    [
+        # the manifest's busy trigger before issue 16 (KEDA took the larger of it and backlog / 4)
+        'sum(ragload_workers{state="busy"})',
+        # counted once per API replica
+        '(sum(ragload_workers{state="busy"}) or vector(0))'
+        " + ceil((sum(ragload_queue_depth) or vector(0)) / 4)",
+        'max(ragload_workers{state="busy"}) + ceil(max(ragload_queue_depth) / 4)',  # no value without series
+    ],
+)
+def test_the_table_catches_a_query_that_differs(wrong_query: str, tmp_path: Path) -> None:
+    cases = mirror_cases(wrong_query, keda_policy(), api_replicas=2)
+    cases.append(expression_test({"up": 0}, hpa_replicas_expr(wrong_query), keda_policy().min_workers))
+
+    assert run_expression_tests(cases, tmp_path).returncode != 0
