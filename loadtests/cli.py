@@ -23,7 +23,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "baseline": ("sync_baseline.server", "run the synchronous baseline API"),
     "bench": ("loadtests.sweep", "run a load sweep over both architectures and build its report"),
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
-    "bench-mock": ("mocks.bench", "measure the mock server's own throughput and added latency"),
+    "bench-mock": ("mocks.bench", "measure the mock server's own throughput, added latency and clock"),
+    "probe-upstream": (
+        "loadtests.upstream.probe",
+        "measure an OpenAI-compatible endpoint and fit the mock's capacity model to it",
+    ),
     "bench-queue": ("system.bench", "measure the queue's overhead over inline and its submit latency"),
     "bench-gate": ("reports.bench_gate", "check a run's same-run ratios against benchmarks/thresholds.toml"),
 }

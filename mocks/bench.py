@@ -184,7 +184,9 @@ async def throughput(port: int, server: psutil.Process, args: argparse.Namespace
     rps = len(result.latencies) / result.seconds
     generator_cpu = 100 * result.generator_cpu_s / (args.warmup + args.duration)
     print(
-        f"throughput, {label}: {rps:,.0f} zero-latency chat calls/s (goal >= {THROUGHPUT_GOAL_RPS:,.0f}) "
+        f"throughput, {label}: {rps:,.0f} zero-latency chat calls/s (goal >= {THROUGHPUT_GOAL_RPS:,.0f}); "
+        f"{rps / max(server_cpu, 1) * 100:,.0f} per second of the server's CPU, the figure that holds when "
+        "the core is shared "
         f"[{args.connections} connections, {args.duration:g} s measured after {args.warmup:g} s warm-up, "
         f"non-200: {result.non_ok}, server CPU {server_cpu:.0f} %, generator CPU {generator_cpu:.0f} %; "
         f"the server counted {server_chat_calls(port) - calls_before:,} chat calls in the whole run]",

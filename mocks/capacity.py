@@ -203,14 +203,17 @@ def closed_loop(
     output_tokens: int,
     overhead: LatencySpec | float = 0.0,
     seed: int = 0,
+    warmup_calls: int = WARMUP_CALLS,
+    measured_calls: int = MEASURED_CALLS,
 ) -> LoadPoint:
     """`concurrency` clients, each sending its next call the moment the previous one ends; every call spends
     `overhead` (the mock's `chat_latency` under the capacity model: network, gateway; a spec is sampled with
     a generator seeded by `seed`, so the result is deterministic) before the engine.
 
     The clients start spread evenly over one unloaded call, as independent clients would be: started in the
-    same instant, equal calls would stay in lock-step cohorts whose prefills all land in one step."""
-    total = WARMUP_CALLS + MEASURED_CALLS
+    same instant, equal calls would stay in lock-step cohorts whose prefills all land in one step. Each client
+    makes `warmup_calls` (left out of the averages: the start-up transient) then `measured_calls`."""
+    total = warmup_calls + measured_calls
     tie = itertools.count()
     sent: dict[int, float] = {}
     done: dict[int, int] = {}
@@ -232,7 +235,7 @@ def closed_loop(
         client = client_of.pop(id(seq))
         started = sent.pop(id(seq))
         done[client] = done.get(client, 0) + 1
-        if done[client] > WARMUP_CALLS:
+        if done[client] > warmup_calls:
             ttfts.append(float(seq.first_token_at or 0.0) - started)
             latencies.append(float(seq.finished_at or 0.0) - started)
         if done[client] < total:

@@ -28,8 +28,8 @@ DESCRIPTION = f"""\
 Serve an OpenAI-compatible API (/v1/chat/completions, /v1/embeddings, /v1/models) whose latency, capacity
 and faults are known exactly. Live control: GET/PUT /_mock/config (keys = these flags with underscores;
 PUT {{"upstream": NAME|FILE}} loads a profile), GET /_mock/stats (calls in flight, running and waiting in the
-engine, tokens per second), DELETE /_mock/stats (zero the counters and the call log), GET /_mock/calls (per
-call since the reset: request key, draw, scheduled and actual time).
+engine, tokens per second), DELETE /_mock/stats (zero the counters and the call log, and start the per-request
+draw counts again), GET /_mock/calls (per call since then: request key, draw, scheduled and actual time).
 
 Latency specs: const:200ms | uniform:100ms,300ms | normal:MEAN,STD | lognormal:MEDIAN,SIGMA | exp:MEAN.
 Defaults: chat {DEFAULT_CHAT_LATENCY} (median 400 ms, 99th percentile about 1.3 s), embeddings
@@ -52,12 +52,23 @@ every call and 429 with Retry-After when a budget is empty. Time: every latency,
 deadline from the call's (or engine's) start, so timer overshoots do not add up."""
 
 
-def _flag_type(default: Any) -> Any:
+METAVARS = {"capacity": "{unbounded,batch}", "models": "NAMES", "max_batch": "N", "thrash": "FRACTION"}
+
+
+def _flag_type(name: str, default: Any) -> Any:
     if isinstance(default, LatencySpec) or default is None:
         return latency_spec
-    if isinstance(default, int | float) and not isinstance(default, bool):
+    if isinstance(MockConfig().model_dump(mode="json")[name], int | float):
         return type(default)
     return str  # durations, names, lists: validated (with a clear message) by MockConfig
+
+
+def _metavar(name: str, flag_type: Any) -> str:
+    if flag_type is latency_spec:
+        return "SPEC"
+    if flag_type is str and name not in METAVARS:
+        return "DURATION"
+    return METAVARS.get(name, name.split("_")[-1].upper())
 
 
 def _shown(name: str, default: Any) -> str:
@@ -85,9 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=_flag_type(default),
+            type=_flag_type(name, default),
             default=argparse.SUPPRESS,
-            metavar="SPEC" if _flag_type(default) is latency_spec else name.split("_")[-1].upper(),
+            metavar=_metavar(name, _flag_type(name, default)),
             help=f"{field.description} (default: {shown})",
         )
 

@@ -27,7 +27,8 @@ def sdk(mock_server: MockServer, **options: Any) -> OpenAI:
 
 async def chat_statuses(mock_server: MockServer, count: int, concurrency: int = 50) -> Counter[int]:
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=mock_server.base_url, limits=limits, timeout=10) as client:
+    timeout = httpx.Timeout(10, pool=None)  # calls queue for a connection as long as the others take
+    async with httpx.AsyncClient(base_url=mock_server.base_url, limits=limits, timeout=timeout) as client:
         responses = await asyncio.gather(*(client.post("/chat/completions", json=CHAT) for _ in range(count)))
     return Counter(response.status_code for response in responses)
 
