@@ -80,9 +80,8 @@ class CallRecord:
         self.draw_s: float | None = None
         self.scheduled_s: float | None = None
         self.tokens = (0, 0)  # prompt, completion
-        self.headers: (
-            list[tuple[bytes, bytes]] | tuple[()]
-        ) = ()  # x-ratelimit-*, once the call fit its limits
+        # x-ratelimit-*, once the call fit its limits: every answer to it carries them, errors too
+        self.headers: list[tuple[bytes, bytes]] | tuple[()] = ()
 
     def row(self, status: int) -> tuple[Any, ...]:
         """The raw values; Stats.calls_dict formats them (off the request path)."""

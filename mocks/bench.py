@@ -332,17 +332,33 @@ async def streaming(port: int, server: psutil.Process, args: argparse.Namespace)
         clock = await stream_clock(port, server, streams, args.warmup, args.duration)
         results.append(clock)
         print("  " + clock.line("unbounded", 1 / STREAM_RATE), flush=True)
-        if falls_behind_at(results[-2:]) is results[-2] and clock.server_cpu >= 90:
+        if len(results) > 1 and falls_behind_at(results[-2:]) is results[-2] and clock.server_cpu >= 90:
             break  # two misses in a row with the server's core full: it will not keep time further up
     behind = falls_behind_at(results)
     if behind is None:
         print(f"kept time at every count tried (up to {results[-1].streams} streams)", flush=True)
-        return
-    limited = "the generator" if behind.generator_cpu >= 90 else "the mock"
+    else:
+        limited = "the generator" if behind.generator_cpu >= 90 else "the mock"
+        print(
+            f"falls behind from {behind.streams} concurrent streams on (the client's error above "
+            f"{CLOCK_GOAL:.0%} there and at every higher count tried; {limited} at "
+            f"{max(behind.server_cpu, behind.generator_cpu):.0f} % of its core there)",
+            flush=True,
+        )
+    # The same question asked of the server's own record (its last token against its deadline), which
+    # leaves out what the network and a busy machine add before a request reaches the mock.
+    late = next(
+        (r for r in results if statistics.median(r.server_late_ms) > CLOCK_GOAL * STREAM_SCHEDULE_S * 1000),
+        None,
+    )
     print(
-        f"falls behind from {behind.streams} concurrent streams on (error above {CLOCK_GOAL:.0%} there and "
-        f"at every higher count tried; {limited} at {max(behind.server_cpu, behind.generator_cpu):.0f} % "
-        "of its core there)",
+        "by the server's own record: "
+        + (
+            f"its median last token is more than {CLOCK_GOAL:.0%} of the schedule late from {late.streams} "
+            "streams on"
+            if late
+            else "on time at every count tried"
+        ),
         flush=True,
     )
 
