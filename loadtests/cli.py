@@ -25,7 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("reports.build", "build plots and an HTML/Markdown report from a run folder"),
     "bench-mock": (
         "loadtests.bench.bench_mock",
-        "measure the mock server's own throughput and added latency",
+        "measure the mock server's own throughput, added latency and clock",
+    ),
+    "probe-upstream": (
+        "loadtests.upstream.probe",
+        "measure an OpenAI-compatible endpoint and fit the mock's capacity model to it",
     ),
     "bench-queue": (
         "loadtests.bench.bench_queue",

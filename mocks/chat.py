@@ -3,7 +3,9 @@
 The answer quotes the first context passage of the RAG prompt (docs/architecture.md, "The prompt"): it finds
 the line starting with "[1] ", strips "(source: …) " and answers "According to [1]: <first sentence(s)>", cut
 to `max_tokens` words. Without a "[1] " line it answers from the question. Tokens are whitespace-separated
-words.
+words. With `ignore_eos` (vLLM's extension) the answer runs on, repeating itself, to exactly `max_tokens`, as
+a benchmark asks for. `stream_options.continuous_usage_stats` (also vLLM's) puts the usage so far in every
+chunk; like vLLM, only together with `include_usage`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mocks.asgi import ApiError, dumps, invalid
+from mocks.asgi import dumps, invalid
+from mocks.models import check_model
 
-CHAT_MODELS = ("mock-chat",)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MIN_QUOTE_WORDS = (
     12  # a first sentence shorter than this is followed by the next one, so answers say something
@@ -35,6 +37,14 @@ class ChatCall:
     stream: bool
     include_usage: bool
     prompt_tokens: int
+    ignore_eos: bool = False
+    continuous_usage: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    words: list[str]
+    finish_reason: str  # "stop", or "length" when cut to (or run on to) max_tokens
 
 
 def _text_of(content: Any, index: int) -> str:
@@ -76,8 +86,19 @@ def _max_tokens(body: dict[str, Any]) -> int:
     return MAX_ANSWER_WORDS
 
 
-def parse_chat_request(body: dict[str, Any]) -> ChatCall:
-    model = check_chat_model(body.get("model"))
+def _flag(body: dict[str, Any], key: str, where: str = "") -> bool:
+    value = body.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        name = f"{where}{key}"
+        raise invalid(f"'{name}' must be a boolean, got {value!r}", name, "invalid_type")
+    return value
+
+
+def parse_chat_request(body: dict[str, Any], models: tuple[str, ...] = ()) -> ChatCall:
+    """A validated call; `models`: the names accepted (empty: any)."""
+    model = check_model(body.get("model"), models)
     messages = body.get("messages")
     if messages is None:
         raise invalid("Missing required parameter: 'messages'.", "messages", "missing_required_parameter")
@@ -97,19 +118,19 @@ def parse_chat_request(body: dict[str, Any]) -> ChatCall:
         text = _text_of(message.get("content"), index)
         prompt_tokens += len(text.split())
         texts.append({"role": role, "content": text})
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool) and stream is not None:
-        raise invalid(f"'stream' must be a boolean, got {stream!r}", "stream", "invalid_type")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise invalid("'stream_options' must be an object", "stream_options", "invalid_type")
+    include_usage = _flag(options, "include_usage", "stream_options.")
     return ChatCall(
         model=model,
         messages=texts,
         max_tokens=_max_tokens(body),
-        stream=bool(stream),
-        include_usage=bool(options.get("include_usage", False)),
+        stream=_flag(body, "stream"),
+        include_usage=include_usage,
         prompt_tokens=prompt_tokens,
+        ignore_eos=_flag(body, "ignore_eos"),
+        continuous_usage=include_usage and _flag(options, "continuous_usage_stats", "stream_options."),
     )
 
 
@@ -127,8 +148,18 @@ def _question(prompt: str) -> str:
     return prompt.strip()
 
 
-def compose_answer(messages: list[dict[str, Any]], max_tokens: int) -> tuple[list[str], str]:
-    """The answer's words and the finish reason ("stop", or "length" when cut to `max_tokens`)."""
+def compose_answer(call: ChatCall) -> Answer:
+    """The answer to `call`: cut to `max_tokens`, or with `ignore_eos` run on to exactly `max_tokens`."""
+    words = _answer_words(call.messages)
+    if call.ignore_eos and len(words) < call.max_tokens:
+        repeats = -(-call.max_tokens // len(words))
+        return Answer((words * repeats)[: call.max_tokens], "length")
+    if len(words) > call.max_tokens:
+        return Answer(words[: call.max_tokens], "length")
+    return Answer(words, "stop")
+
+
+def _answer_words(messages: list[dict[str, Any]]) -> list[str]:
     users = [message["content"] for message in messages if message["role"] == "user"]
     prompt = users[-1] if users else messages[-1]["content"]
     passage = _first_passage(prompt)
@@ -143,9 +174,7 @@ def compose_answer(messages: list[dict[str, Any]], max_tokens: int) -> tuple[lis
     else:
         question = " ".join(_question(prompt).split()).rstrip(".?! ") or "nothing"
         words = f"You asked: {question}. The mock has no context to answer from.".split()
-    if len(words) > max_tokens:
-        return words[:max_tokens], "length"
-    return words, "stop"
+    return words
 
 
 def _usage(call: ChatCall, completion_tokens: int) -> dict[str, int]:
@@ -156,8 +185,8 @@ def _usage(call: ChatCall, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def completion_body(call: ChatCall) -> dict[str, Any]:
-    words, finish_reason = compose_answer(call.messages, call.max_tokens)
+def completion_body(call: ChatCall, answer: Answer) -> dict[str, Any]:
+    words = answer.words
     return {
         "id": f"chatcmpl-mock{next(_ids):012x}",
         "object": "chat.completion",
@@ -169,17 +198,18 @@ def completion_body(call: ChatCall) -> dict[str, Any]:
                 "index": 0,
                 "message": {"role": "assistant", "content": " ".join(words), "refusal": None},
                 "logprobs": None,
-                "finish_reason": finish_reason,
+                "finish_reason": answer.finish_reason,
             }
         ],
         "usage": _usage(call, len(words)),
     }
 
 
-def stream_events(call: ChatCall) -> list[bytes]:
-    """SSE events of a streamed answer: a role chunk, one chunk per word, the finish chunk, usage, [DONE]."""
-    words, finish_reason = compose_answer(call.messages, call.max_tokens)
-    head = {
+def stream_events(call: ChatCall, answer: Answer) -> list[bytes]:
+    """SSE events of a streamed answer: a role chunk, one chunk per word (event i carries word i, i >= 1),
+    the finish chunk, usage, [DONE]."""
+    words = answer.words
+    head: dict[str, Any] = {
         "id": f"chatcmpl-mock{next(_ids):012x}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
@@ -191,31 +221,18 @@ def stream_events(call: ChatCall) -> list[bytes]:
             None  # the real API sends "usage": null on every chunk but the last when asked for usage
         )
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None = None, produced: int = 0) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        if call.continuous_usage:
+            return b"data: " + dumps({**head, "choices": [choice], "usage": _usage(call, produced)}) + b"\n\n"
         return b"data: " + dumps({**head, "choices": [choice]}) + b"\n\n"
 
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
-    events.extend(chunk({"content": word if i == 0 else " " + word}) for i, word in enumerate(words))
-    events.append(chunk({}, finish_reason))
+    events.extend(
+        chunk({"content": word if i == 0 else " " + word}, produced=i + 1) for i, word in enumerate(words)
+    )
+    events.append(chunk({}, answer.finish_reason, len(words)))
     if call.include_usage:
         events.append(b"data: " + dumps({**head, "choices": [], "usage": _usage(call, len(words))}) + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     return events
-
-
-def check_chat_model(model: Any) -> str:
-    """The model name, or the 4xx the API answers for a missing, mistyped or unknown one."""
-    if model is None:
-        raise invalid("Missing required parameter: 'model'.", "model", "missing_required_parameter")
-    if not isinstance(model, str):
-        raise invalid(f"'model' must be a string, got {model!r}", "model", "invalid_type")
-    if model not in CHAT_MODELS:
-        raise ApiError(
-            404,
-            f"The model '{model}' does not exist (chat models: {', '.join(CHAT_MODELS)}).",
-            "invalid_request_error",
-            "model_not_found",
-            "model",
-        )
-    return model

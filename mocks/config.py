@@ -2,17 +2,19 @@
 
 Keys are the flag names with underscores. `GET /_mock/config` returns every key; `PUT` takes any subset, and
 the merged result is validated as a whole, so a bad value changes nothing and is answered 422 with the reason.
-Latency specs travel as their text form (`lognormal:400ms,0.5`), so a GET body can be PUT back unchanged.
+Latency specs and durations travel as their text form (`lognormal:400ms,0.5`, `10ms`), so a GET body can be
+PUT back unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError
 
+from mocks.capacity import BatchModel
 from mocks.embeddings import DEFAULT_DIM, MAX_DIM
-from mocks.latency import LatencySpec
+from mocks.latency import LatencySpec, format_duration, parse_duration
 
 
 def _to_spec(value: Any) -> LatencySpec:
@@ -23,7 +25,27 @@ def _to_spec(value: Any) -> LatencySpec:
     return LatencySpec.parse(value)
 
 
+def _to_seconds(value: Any) -> float:
+    if isinstance(value, float | int) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    if not isinstance(value, str):
+        raise ValueError("a duration is a string with a unit, such as '10ms' or '50us'")
+    return parse_duration(value)
+
+
+def _to_models(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(item, str) and item for item in value):
+        raise ValueError("models is a list of model names (or one comma-separated string)")
+    return tuple(value)
+
+
 Latency = Annotated[LatencySpec, BeforeValidator(_to_spec), PlainSerializer(str, return_type=str)]
+Duration = Annotated[
+    float, BeforeValidator(_to_seconds), PlainSerializer(format_duration, return_type=str), Field(ge=0.0)
+]
+Models = Annotated[tuple[str, ...], BeforeValidator(_to_models), PlainSerializer(list, return_type=list)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 
 # Defaults for a person running `ragload up`: an LLM call that feels real (median 400 ms, a tail up to about
@@ -37,14 +59,34 @@ class MockConfig(BaseModel):
 
     chat_latency: Latency = Field(
         default=LatencySpec.parse(DEFAULT_CHAT_LATENCY),
-        description="time to answer a chat completion (non-streaming: the whole answer)",
+        description="unbounded: time to answer a chat completion (non-streaming: the whole answer); "
+        "batch: time a call spends before it reaches the engine (network, gateway)",
     )
-    chat_ttft: Latency | None = Field(default=None, description="streaming: time to the first token")
+    chat_ttft: Latency | None = Field(
+        default=None, description="unbounded, streaming: time to the first token"
+    )
     chat_token_rate: float = Field(
         default=0.0,
         ge=0.0,
         le=100_000.0,
-        description="streaming: tokens per second after the first (0: all at once)",
+        description="unbounded, streaming: tokens per second after the first (0: all at once)",
+    )
+    capacity: Literal["unbounded", "batch"] = Field(
+        default="unbounded",
+        description="chat capacity model: 'unbounded' (every call its own latency draw, any number at once) "
+        "or 'batch' (a continuous-batching engine, below)",
+    )
+    max_batch: int = Field(default=16, ge=1, le=100_000, description="batch: calls decoding at once")
+    step_base: Duration = Field(default=0.010, description="batch: fixed time of one engine step")
+    step_per_seq: Duration = Field(default=0.0005, description="batch: step time added per running call")
+    prefill_per_token: Duration = Field(
+        default=0.00005, description="batch: step time added per prompt token admitted in that step"
+    )
+    thrash: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description="batch: every max_batch calls waiting lengthen each step by this fraction (0: never)",
     )
     embed_latency: Latency = Field(
         default=LatencySpec.parse(DEFAULT_EMBED_LATENCY), description="time per embeddings call"
@@ -70,12 +112,22 @@ class MockConfig(BaseModel):
     )
     rpm: int = Field(default=0, ge=0, description="requests per minute per model, then 429 (0: no limit)")
     tpm: int = Field(default=0, ge=0, description="tokens per minute per model, then 429 (0: no limit)")
+    models: Models = Field(
+        default=(),
+        description="model names accepted, comma-separated; any other gets 404 (empty: any name)",
+    )
     seed: int = Field(
-        default=0, description="seeds latency and fault draws; PUT re-seeds, so a run can be replayed"
+        default=0,
+        description="seeds the per-request latency and fault draws; PUT re-seeds, so a run can be replayed",
     )
 
     def fault_total(self) -> float:
         return self.error_rate + self.throttle_rate + self.hang_rate + self.drop_rate
+
+    def batch_model(self) -> BatchModel:
+        return BatchModel(
+            self.max_batch, self.step_base, self.step_per_seq, self.prefill_per_token, self.thrash
+        )
 
     def updated(self, changes: dict[str, Any]) -> MockConfig:
         """A new config with `changes` applied; raises ConfigError (naming every problem) if any is wrong."""

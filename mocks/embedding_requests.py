@@ -6,10 +6,10 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from mocks.asgi import ApiError, invalid
+from mocks.asgi import invalid
 from mocks.embeddings import MAX_DIM, count_tokens, embed_text, tokens_as_text
+from mocks.models import check_model
 
-EMBED_MODELS = ("mock-embed",)
 MAX_INPUTS = 2048  # the OpenAI API's limit on inputs per call
 ENCODINGS = ("float", "base64")
 
@@ -61,20 +61,9 @@ def _inputs(raw: Any) -> tuple[list[str], int]:
     return texts, tokens
 
 
-def parse_embedding_request(body: dict[str, Any]) -> EmbeddingCall:
-    model = body.get("model")
-    if model is None:
-        raise invalid("Missing required parameter: 'model'.", "model", "missing_required_parameter")
-    if not isinstance(model, str):
-        raise invalid(f"'model' must be a string, got {model!r}", "model", "invalid_type")
-    if model not in EMBED_MODELS:
-        raise ApiError(
-            404,
-            f"The model '{model}' does not exist (embedding models: {', '.join(EMBED_MODELS)}).",
-            "invalid_request_error",
-            "model_not_found",
-            "model",
-        )
+def parse_embedding_request(body: dict[str, Any], models: tuple[str, ...] = ()) -> EmbeddingCall:
+    """A validated call; `models`: the names accepted (empty: any)."""
+    model = check_model(body.get("model"), models)
     texts, tokens = _inputs(body.get("input"))
     encoding = body.get("encoding_format") or "float"
     if encoding not in ENCODINGS:

@@ -7,8 +7,10 @@ Grammar, durations with a unit (`us`, `ms`, `s`; a bare `0` is allowed):
 - `lognormal:MEDIAN,SIGMA`  log-normal with that median; SIGMA is the std of log(latency), unitless
 - `exp:MEAN`                exponential with that mean (median = MEAN * ln 2)
 
-Sampling uses `random.Random` (Mersenne Twister): a draw costs well under a microsecond, which matters at
-thousands of requests per second, and a given seed gives the same sequence on every machine.
+`sample(rng)` draws from a `random.Random` (Mersenne Twister): well under a microsecond, the same sequence for
+a given seed on every machine. `quantile(u)` turns a given uniform into a latency by the inverse CDF: the
+mock uses it with a uniform derived from the request (mocks/draws.py), so a draw belongs to the request and
+not to its place in the order of arrivals.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from statistics import NormalDist
 
 DISTRIBUTIONS: dict[str, int] = {"const": 1, "uniform": 2, "normal": 2, "lognormal": 2, "exp": 1}
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 _DURATION = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>us|ms|s)?\s*$")
 MAX_LATENCY_S = 3600.0  # anything longer is a typo, not a latency model
+_STANDARD_NORMAL = NormalDist()
 
 
 def parse_duration(text: str) -> float:
@@ -141,6 +145,19 @@ class LatencySpec:
         if kind == "lognormal":
             return min(MAX_LATENCY_S, self.a * math.exp(rng.gauss(0.0, self.b)))
         return min(MAX_LATENCY_S, rng.expovariate(1.0 / self.a))
+
+    def quantile(self, u: float) -> float:
+        """The latency at cumulative probability `u` (0 < u < 1), in seconds, never negative."""
+        kind = self.kind
+        if kind == "const":
+            return self.a
+        if kind == "uniform":
+            return self.a + (self.b - self.a) * u
+        if kind == "normal":
+            return max(0.0, self.a + self.b * _STANDARD_NORMAL.inv_cdf(u))
+        if kind == "lognormal":
+            return min(MAX_LATENCY_S, self.a * math.exp(self.b * _STANDARD_NORMAL.inv_cdf(u)))
+        return min(MAX_LATENCY_S, -self.a * math.log1p(-u))
 
 
 def latency_spec(text: str) -> LatencySpec:

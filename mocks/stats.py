@@ -1,11 +1,26 @@
-"""Counters behind GET /_mock/stats: requests, errors and calls in flight (now and at most), in total and per
-endpoint."""
+"""Counters behind GET /_mock/stats (requests, errors, calls in flight now and at most, tokens per second)
+and the per-call log behind GET /_mock/calls (each call's request key, its draw, its scheduled and actual
+time)."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
+
+CALLS_KEPT = 100_000  # the newest calls since the last reset; older ones are counted as dropped
+
+CALL_FIELDS = (
+    "endpoint",  # "chat" or "embeddings"
+    "key",  # 16 hex digits: hash of the messages (chat) or the inputs (embeddings), see mocks/draws.py
+    "occurrence",  # 0 for the first call with this key since the last reset, 1 for the second, ...
+    "status",  # HTTP status; 0: the client gave up (a hang) or the stream was cut on purpose
+    "draw_ms",  # the call's latency draw (unbounded: its latency or TTFT; batch: time before the engine)
+    "scheduled_ms",  # when the model said the answer is complete, from the call's start
+    "actual_ms",  # when its last byte was handed to the server, from the same start
+    "prompt_tokens",
+    "completion_tokens",
+)
 
 
 class EndpointStats:
@@ -47,6 +62,10 @@ class Stats:
     def __init__(self) -> None:
         self.started = time.time()
         self.endpoints: dict[str, EndpointStats] = {}
+        self.calls: deque[tuple[Any, ...]] = deque(maxlen=CALLS_KEPT)
+        self.calls_seen = 0
+        self.prompt_tokens = 0  # of chat calls answered in full
+        self.completion_tokens = 0
 
     def endpoint(self, path: str) -> EndpointStats:
         stats = self.endpoints.get(path)
@@ -54,22 +73,54 @@ class Stats:
             stats = self.endpoints[path] = EndpointStats()
         return stats
 
+    def record(self, call: tuple[Any, ...]) -> None:
+        """One finished call, its values in CALL_FIELDS order."""
+        self.calls.append(call)
+        self.calls_seen += 1
+
     @property
     def in_flight(self) -> int:
         return sum(stats.in_flight for stats in self.endpoints.values())
 
     def reset(self) -> None:
-        """Zero the counters; calls still in flight stay counted as in flight."""
+        """Zero the counters and the call log; calls still in flight stay counted as in flight."""
         self.started = time.time()
         for path, stats in self.endpoints.items():
             self.endpoints[path] = EndpointStats(in_flight=stats.in_flight)
+        self.calls.clear()
+        self.calls_seen = 0
+        self.prompt_tokens = self.completion_tokens = 0
 
     def as_dict(self) -> dict[str, Any]:
+        uptime = time.time() - self.started
         return {
             "since": self.started,
-            "uptime_s": round(time.time() - self.started, 3),
+            "uptime_s": round(uptime, 3),
             "requests": sum(stats.requests for stats in self.endpoints.values()),
             "errors": sum(stats.errors for stats in self.endpoints.values()),
             "in_flight": self.in_flight,
+            "tokens": {
+                "prompt": self.prompt_tokens,
+                "completion": self.completion_tokens,
+                "prompt_per_s": round(self.prompt_tokens / uptime, 1) if uptime > 0 else 0.0,
+                "completion_per_s": round(self.completion_tokens / uptime, 1) if uptime > 0 else 0.0,
+            },
             "endpoints": {path: stats.as_dict() for path, stats in sorted(self.endpoints.items())},
         }
+
+    def calls_dict(self) -> dict[str, Any]:
+        """Columnar (a list of rows, in CALL_FIELDS order), times in ms; the request path stored raw values
+        (key bytes, seconds) and they are formatted here, once, when asked for."""
+        return {
+            "since": self.started,
+            "fields": list(CALL_FIELDS),
+            "calls": [
+                (endpoint, key.hex(), occurrence, status, _ms(draw), _ms(scheduled), _ms(actual), *tokens)
+                for endpoint, key, occurrence, status, draw, scheduled, actual, *tokens in self.calls
+            ],
+            "dropped": self.calls_seen - len(self.calls),
+        }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -83,6 +84,23 @@ class MockServer:
 
     def reset(self) -> None:
         self.configure(**self._defaults)
+
+
+@contextmanager
+def running_mock(*flags: str) -> Iterator[str]:
+    """A `ragload mock` of its own with these flags, on a free port, for a test that needs another config
+    at start than the session's mock; yields its base URL (…/v1)."""
+    port = free_port()
+    process = ManagedProcess(
+        "mock",
+        ragload_command("mock", "--port", str(port), *flags),
+        ready_url=f"http://127.0.0.1:{port}/v1/models",
+    ).start()
+    try:
+        process.wait_ready()
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")

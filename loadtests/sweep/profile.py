@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mocks.latency import LatencySpec
+from mocks.upstream import load_upstream
 
 PROFILES_DIR = Path(__file__).parent.parent / "profiles"  # loadtests/profiles/: sweeps and faults
 QUEUED_MODES = ("longpoll", "poll")
@@ -47,12 +48,33 @@ class MockSettings(BaseModel):
 
     chat_latency: str = "lognormal:300ms,0.25"
     embed_latency: str = "const:10ms"
+    # An upstream profile for the mock (mocks/upstream.py): a preset ("vllm-like", "unbounded") or a TOML
+    # file from `ragload probe-upstream`. Its keys apply first; chat_latency/embed_latency given here win.
+    upstream: str | None = None
 
     @field_validator("chat_latency", "embed_latency")
     @classmethod
     def _parses(cls, value: str) -> str:
         LatencySpec.parse(value)  # raises ValueError with the reason
         return value
+
+    @field_validator("upstream")
+    @classmethod
+    def _loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_upstream(value)  # raises ConfigError (a ValueError) with the reason
+        return value
+
+    def _latencies_given(self) -> dict[str, str]:
+        names = ("chat_latency", "embed_latency")
+        return {key: str(getattr(self, key)) for key in names if key in self.model_fields_set}
+
+    def live_config(self) -> dict[str, object]:
+        """What to PUT on /_mock/config before a cell: the upstream's keys, then the latencies this profile
+        sets (without an upstream: both latencies, as before)."""
+        if self.upstream is None:
+            return {"chat_latency": self.chat_latency, "embed_latency": self.embed_latency}
+        return {**load_upstream(self.upstream), **self._latencies_given()}
 
     @property
     def service_time_s(self) -> float:
@@ -75,6 +97,10 @@ class MockSettings(BaseModel):
         }
 
     def args(self, seed: int) -> list[str]:
+        if self.upstream is not None:
+            given = self._latencies_given().items()
+            flags = [part for key, value in given for part in ("--" + key.replace("_", "-"), value)]
+            return ["--upstream", self.upstream, *flags, "--seed", str(seed)]
         return [
             "--chat-latency",
             self.chat_latency,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import numpy as np
+import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
@@ -39,6 +41,70 @@ def async_client(mock_server: MockServer) -> AsyncOpenAI:
 def test_models_are_listed(client: OpenAI) -> None:
     assert {model.id for model in client.models.list()} == {"mock-chat", "mock-embed"}
     assert client.models.retrieve("mock-embed").id == "mock-embed"
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"  # any name, unless restricted
+
+
+def test_openai_model_names_work_unchanged(client: OpenAI) -> None:
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert completion.model == "gpt-4o-mini"
+    assert (completion.choices[0].message.content or "").startswith("According to [1]:")
+    vectors = client.embeddings.create(model="text-embedding-3-small", input=["How do I parse JSON?"])
+    assert vectors.model == "text-embedding-3-small" and len(vectors.data[0].embedding) == 256
+    stream = client.chat.completions.create(
+        model="meta-llama/Llama-3.1-8B-Instruct", messages=MESSAGES, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).startswith("According to")
+
+
+def test_a_models_list_restricts_the_names(mock_server: MockServer, client: OpenAI) -> None:
+    mock_server.configure(models="gpt-4o-mini,text-embedding-3-small")
+    assert mock_server.get_config()["models"] == ["gpt-4o-mini", "text-embedding-3-small"]
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini", "text-embedding-3-small"]
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).choices
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="mock-chat", messages=MESSAGES)
+    assert caught.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="gpt-4", input="x")
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("mock-embed")
+
+
+def test_max_completion_tokens_is_honoured(client: OpenAI) -> None:
+    completion = client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_completion_tokens=4)
+    assert completion.choices[0].message.content == "According to [1]: The"
+    assert completion.choices[0].finish_reason == "length"
+
+
+def test_ignore_eos_generates_exactly_max_tokens(client: OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model="m", messages=MESSAGES, max_tokens=50, extra_body={"ignore_eos": True}
+    )
+    words = (completion.choices[0].message.content or "").split()
+    assert len(words) == 50 and completion.usage is not None and completion.usage.completion_tokens == 50
+    assert words[:3] == ["According", "to", "[1]:"] and completion.choices[0].finish_reason == "length"
+    stream = client.chat.completions.create(
+        model="m", messages=MESSAGES, max_tokens=40, stream=True, extra_body={"ignore_eos": True}
+    )
+    assert sum(1 for c in stream if c.choices and c.choices[0].delta.content) == 40
+
+
+def test_continuous_usage_stats_put_the_usage_in_every_chunk(client: OpenAI) -> None:
+    options: Any = {
+        "include_usage": True,
+        "continuous_usage_stats": True,
+    }  # vLLM's key, not in the SDK's types
+    stream = client.chat.completions.create(
+        model="m", messages=MESSAGES, max_tokens=6, stream=True, stream_options=options
+    )
+    chunks = list(stream)
+    assert all(chunk.usage is not None for chunk in chunks)
+    produced = [chunk.usage.completion_tokens for chunk in chunks if chunk.usage is not None]
+    assert produced == [0, 1, 2, 3, 4, 5, 6, 6, 6]  # role chunk, six words, finish, the final usage chunk
+    without = client.chat.completions.create(
+        model="m", messages=MESSAGES, max_tokens=6, stream=True, stream_options={"include_usage": True}
+    )
+    assert [chunk.usage is not None for chunk in without][-2:] == [False, True]
 
 
 def test_embeddings_both_encodings_give_the_same_vectors(mock_server: MockServer, client: OpenAI) -> None:
