@@ -30,5 +30,9 @@ def test_cpu_of_a_busy_child_counts_once_per_sample() -> None:
         parent.wait()
     assert len(rows) >= 3 and set(rows[0]) == set(SERVER_COLUMNS)
     busiest = max(row["cpu_workers"] for row in rows)
-    assert 50 <= busiest <= 110  # one busy process: about 100 % of a core, not 0 and not counted twice
+    # One busy process: up to 100 % of a core (less on a machine busy with other work), not ~0 (measured
+    # twice in one sample) and not ~200 (counted twice).
+    assert 20 <= busiest <= 110
+    # The whole machine's CPU includes that process (same unit: % of one core).
+    assert max(row["cpu_machine"] for row in rows) >= 0.8 * busiest
     assert rows[-1]["cpu_api"] is None and rows[-1]["queue_depth"] is None  # nothing known: empty, not 0
