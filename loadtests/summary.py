@@ -86,6 +86,7 @@ SUMMARY_COLUMNS = (
     "busiest_process",
     "busiest_process_pct",
     "testbed_limited",
+    "upstream_draw_ms",  # the trial's mean upstream draw per request (mock's GET /_mock/calls), vs S
 )
 
 

@@ -38,6 +38,7 @@ from reports.verdict import (
 )
 from reports.verdict_text import (
     LOAD_NAMES,
+    TIMEOUT_ONSET,
     Verdict,
     format_load,
     format_ms,
@@ -171,7 +172,11 @@ def _overload_caveat(queued_better: Sequence[PairVerdict]) -> str:
 def _kept_up_gap(decided: Sequence[PairVerdict]) -> str:
     """The latency the queue costs where neither side timed out (p50, paired across trials)."""
     kept_up = [
-        p for p in decided if timing_out(p.queued) is Outcome.BELOW and timing_out(p.sync) is Outcome.BELOW
+        p
+        for p in decided
+        if Outcome.ABOVE not in (timing_out(p.queued), timing_out(p.sync))
+        and (p.queued.timeout_rate or 0) <= TIMEOUT_ONSET
+        and (p.sync.timeout_rate or 0) <= TIMEOUT_ONSET
     ]
     gaps = [(p, difference(p.queued, p.sync, lambda t: t.p50_ms)) for p in kept_up]
     shown = [f"{ms_text(gap)} at {format_load(p.sync)}" for p, gap in gaps if gap is not None]
@@ -283,14 +288,17 @@ def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -
         if limited
         else ""
     )
-    if len(best) < 2 or ideal is None:
+    if len(best) < 2:
         return Verdict(
             topic,
             "How many workers: fewer than two queued worker counts measured without a testbed limit, so no "
             "per-worker throughput to size from." + left_out,
             False,
         )
-    stop = scaling_stop(best, ideal)
+    # Without a known upstream there is no ideal: the first worker count's own rate per worker stands in as
+    # the yardstick of "an extra worker still pays".
+    reference = ideal or (best[0].throughput_rps or 0) / (best[0].workers or 1)
+    stop = scaling_stop(best, reference)
     scaling = best[: stop if stop is not None else len(best)]
     gain = per_worker_gain(scaling) if len(scaling) >= 2 else None
     if gain is None or gain.estimate <= 0:
@@ -306,12 +314,16 @@ def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -
         sizes.append(
             f"{rate} req/s → {workers_for(rate, gain)}" + (" (extrapolated)" if count > largest else "")
         )
-    service_s = 1 / ideal
-    share = percent_text(gain.scaled(1 / ideal), 0, share=False)
     trials = sum(c.stats.trials for c in scaling)
+    of_ideal = (
+        f"{percent_text(gain.scaled(1 / ideal), 0, share=False)} of 1/S, "
+        f"S = {format_ms(1000 / ideal)} per request"
+        if ideal
+        else "no ideal to compare with: the upstream's latency is unknown"
+    )
     text = (
-        f"How many workers: each worker served {rate_text(gain)} ({share} of 1/S, "
-        f"S = {format_ms(1000 * service_s)} per request), the slope over {trials} trials from "
+        f"How many workers: each worker served {rate_text(gain)} ({of_ideal}), the slope over {trials} "
+        "trials from "
         f"{scaling[0].workers} to {largest} workers ({best[0].mode}, "
         f"{LOAD_NAMES.get(best[0].load, best[0].load)}). "
         f"At most {100 * BUSY_TARGET:.0f} % busy, that is {'; '.join(sizes)} workers (ranges from the "
@@ -319,7 +331,7 @@ def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -
     )
     if stop is not None:
         high, top = best[stop], scaling[-1].throughput_rps or 0
-        if offered_below_capacity(high, ideal):
+        if ideal and offered_below_capacity(high, ideal):
             text += f" {high.workers} workers were offered less than their capacity: sized from ≤ {largest}."
         else:
             text += (

@@ -6,8 +6,10 @@ trials under the same seeds (the same arrivals, requests and upstream draws), so
 by its paired per-trial difference (queued − inline, Student t), and reports/significance.py turns the
 interval into "better", "alike" or "cannot tell" against a stated margin:
 - timeouts: the share of requests past the deadline; alike within ±1 point;
-- throughput: ok responses per second as a share of the offered rate (open loop; both sides offered the
-  same arrivals) or of the larger of the two throughputs (closed loop); alike within ±10 %;
+- throughput: open loop, the share of the offered requests answered ok (both sides were offered the same
+  requests, so this compares what each did with the same load; the rate of answers inside the window would
+  add the noise of the window's edges); closed loop, ok responses per second as a share of the larger of the
+  two throughputs; alike within ±10 %;
 - SLO attainment (when an SLO tighter than the deadline was set): alike within ±1 point.
 """
 
@@ -150,16 +152,30 @@ def _slo_share(trial: CellSummary) -> float | None:
     return met / trial.requests if met is not None and trial.requests else None
 
 
+def _served_share(trial: CellSummary) -> float | None:
+    """The share of the requests offered in the window that were answered ok."""
+    ok = trial.number("ok")
+    if ok is None:
+        ok = float(trial.requests - trial.timeouts - trial.errors)
+    return ok / trial.requests if trial.requests else None
+
+
+def _answered_rate(trial: CellSummary) -> float | None:
+    """Requests offered in the window and answered ok, per second."""
+    share, duration = _served_share(trial), trial.number("duration_s")
+    offered = trial.number("offered_rps")
+    if share is None:
+        return None
+    if offered is not None:
+        return share * offered
+    return share * trial.requests / duration if duration else None
+
+
 def _throughput_scale(queued: CellSummary, sync: CellSummary) -> Callable[[CellSummary], float | None]:
-    """Throughput per trial on a common scale: the share of the trial's offered rate (open loop), else of
-    the larger of the two cells' mean throughputs."""
+    """Throughput per trial on a common scale: open loop, the share of the offered requests answered ok;
+    closed loop, ok responses per second over the larger of the two cells' mean throughputs."""
     if queued.load == "open":
-
-        def served(trial: CellSummary) -> float | None:
-            offered = trial.number("offered_rps")
-            return (trial.throughput_rps or 0) / offered if offered else None
-
-        return served
+        return _served_share
     scale = max(queued.throughput_rps or 0, sync.throughput_rps or 0) or 1.0
     return lambda trial: (trial.throughput_rps or 0) / scale
 
@@ -182,7 +198,8 @@ def compare(queued: CellSummary, sync: CellSummary) -> PairVerdict:
     for name, value, margin, higher in checks:
         found = difference(queued, sync, value)
         if found is not None:
-            shown = difference(queued, sync, lambda t: t.throughput_rps) if name == "throughput" else None
+            rate = _answered_rate if queued.load == "open" else (lambda t: t.throughput_rps)
+            shown = difference(queued, sync, rate) if name == "throughput" else None
             measures.append(Measure(name, decide(found, 0.0, margin), higher, shown))
     return PairVerdict(queued, sync, tuple(measures))
 

@@ -115,6 +115,16 @@ def metadata_items(run: RunData, service: ServiceModel | None) -> list[tuple[str
                 f"{service.source}: mean {service.mean_s * 1000:.0f} ms, CV² {service.cv2:.3f}",
             )
         )
+    elif not run.upstream_known:
+        items.append(("service time model", "unknown (--target without a mock URL): no ideal throughput"))
+    overhead = run.config.get("overhead_ms")
+    if isinstance(overhead, dict) and overhead:
+        shown = ", ".join(f"{name} {value:g} ms" for name, value in sorted(overhead.items()))
+        items.append(("job path's own time at zero upstream latency (not in the ideal)", shown))
+    slo = run.slo
+    if slo.get("e2e_ms") or slo.get("submit_ms"):
+        parts = [f"{key.removesuffix('_ms')} ≤ {format_ms(value)}" for key, value in slo.items() if value]
+        items.append(("SLO", ", ".join(parts)))
     packages = meta.get("packages") or meta.get("package_versions")
     if isinstance(packages, dict):
         installed = sorted((name, version) for name, version in packages.items() if version)

@@ -98,7 +98,9 @@ class CellSummary:
         found = [r for r in reasons if r]
         if not found:
             return ""
-        return found[0] if len(found) == len(reasons) else f"{len(found)} of {len(reasons)} trials: {found[0]}"
+        return (
+            found[0] if len(found) == len(reasons) else f"{len(found)} of {len(reasons)} trials: {found[0]}"
+        )
 
     @property
     def load_value(self) -> float | None:

@@ -458,11 +458,20 @@ def cell_anomalies(cells: Sequence[CellSummary]) -> list[Verdict]:
     return lines
 
 
+UNKNOWN_UPSTREAM = (
+    "The upstream's latency is unknown (`ragload bench --target` without mock=URL): the profile's latency "
+    "model never reached it, so this report has no ideal throughput, no share of ideal and no queueing "
+    "prediction. Give the mock's URL in --target to set its latency, or read the figures as they are."
+)
+
+
 def compute_verdict(run: RunData) -> list[Verdict]:
     cells, deadline = run.cells, run.deadline_s
     if not cells:
         return [Verdict("run", "summary.csv has no cells: nothing to conclude.", False)]
+    unknown = [] if run.upstream_known else [Verdict("ideal", UNKNOWN_UPSTREAM, False)]
     return [
+        *unknown,
         *baseline_timeouts(cells, deadline),
         *p99_ratio(cells, deadline),
         *outcome_comparison(cells),

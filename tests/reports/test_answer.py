@@ -173,3 +173,10 @@ def test_sizing_stops_where_throughput_stopped_growing_and_leaves_out_testbed_li
 def test_sizing_needs_two_worker_counts() -> None:
     line = workers_needed([queued_cell(4, 12.0), queued_cell(4, 11.0, users=6)], SERVICE)
     assert not line.supported and "fewer than two queued worker counts" in line.text
+
+
+def test_sizing_without_a_known_upstream_has_no_ideal_but_still_sizes() -> None:
+    cells = [queued_cell(w, 3.0 * w, ideal_rps="") for w in (1, 2, 4)]
+    line = workers_needed(cells, None)
+    assert line.supported and "no ideal to compare with: the upstream's latency is unknown" in line.text
+    assert "10 req/s → 5 [5, 5]" in line.text

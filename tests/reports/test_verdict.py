@@ -73,9 +73,9 @@ def queued_cell(
 ) -> CellSummary:
     """A closed-loop queued cell of 3 trials at `throughput` ± spread (req/s)."""
     users = users if users is not None else 3 * workers
-    ideal = min(workers, users) / SERVICE.mean_s
+    ideal = extra.pop("ideal_rps", round(min(workers, users) / SERVICE.mean_s, 3))
     return trials(
-        [{"throughput_rps": throughput + d, "ideal_rps": round(ideal, 3)} for d in (-spread, 0.0, spread)],
+        [{"throughput_rps": throughput + d, "ideal_rps": ideal} for d in (-spread, 0.0, spread)],
         cell_id=f"q-w{workers}-u{users}",
         architecture="queued",
         mode="longpoll",
@@ -428,3 +428,11 @@ def test_compute_verdict_survives_empty_and_all_timeout_cells(tmp_path: Path) ->
     assert "Cell dead: every request timed out" in joined
     assert "starts timing out at 8 users" in joined
     assert compute_verdict(RunData(run_dir=tmp_path, config={}, meta={}, cells=[]))[0].supported is False
+
+
+def test_a_run_without_a_known_upstream_says_there_is_no_ideal(tmp_path: Path) -> None:
+    run = RunData(run_dir=tmp_path, config={"upstream_known": False, "chat_latency": "const:1ms"}, meta={},
+                  cells=[queued_cell(2, 6.0)])  # fmt: skip
+    assert run.service_model() is None  # the profile's model never reached the upstream
+    (first, *_) = compute_verdict(run)
+    assert not first.supported and first.text.startswith("The upstream's latency is unknown")

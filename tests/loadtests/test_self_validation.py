@@ -1,0 +1,176 @@
+"""The harness measured against what queueing theory says it must find (issue 14, item 7).
+
+One real `ragload bench` run against the embedded stack, the mock at a constant latency (S = 500 ms), then:
+- closed loop, W = 2 workers kept busy: throughput W/S (its trials' t interval covers the rate W busy workers
+  reach with the job time the workers themselves recorded, and lies within [75 %, 102 %] of W/S);
+- the same closed-loop cell twice (two groups, the same seeds: the same schedule run twice): the two
+  throughput intervals overlap;
+- open loop at ρ ≈ 0.6 on 2 workers: the mean queue wait is what an M/D/c queue gives on the very same
+  arrival times and service times (within 10 %), and the report's M/D/c formula gives the mean of such
+  queues over Poisson schedules (within 10 %, test_mdc_formula_predicts_the_mean_wait_of_simulated_queues).
+  Together: the measured wait is the formula's, with the luck of one schedule taken out by common random
+  numbers (a single 20 s schedule alone strays ±30 % from the steady-state mean).
+
+These test the harness, not the machine's speed: every bound is a ratio within the run, generous where the
+machine's load can move it (a busy machine lengthens each job; the job times then come from the run itself).
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import statistics
+import subprocess
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from loadtests.samples import Sample, read_raw
+from loadtests.services import ragload_command
+from loadtests.shapes import PoissonArrivals
+from reports.queueing import mdc_mean_wait
+from reports.run_data import CellSummary, RunData, load_run
+
+SERVICE_S = 0.5  # const 490 ms chat + const 10 ms embeddings
+WORKERS = 2
+OPEN_RATE = 2.4  # ρ = 2.4 × 0.5 / 2 = 0.6
+PROFILE = f"""
+[run]
+warmup_s = 1
+duration_s = 6
+deadline_s = 20
+seed = 11
+repeats = 3
+
+[mock]
+chat_latency = "const:490ms"
+embed_latency = "const:10ms"
+
+[[group]]
+architecture = "queued"
+mode = "longpoll"
+load = "closed"
+workers = [{WORKERS}]
+users = [{3 * WORKERS}]
+
+[[group]]
+architecture = "queued"
+mode = "longpoll"
+load = "closed"
+workers = [{WORKERS}]
+users = [{3 * WORKERS}]
+
+[[group]]
+architecture = "queued"
+mode = "longpoll"
+load = "open"
+workers = [{WORKERS}]
+rates = [{OPEN_RATE}]
+repeats = 2
+"""
+
+
+def fifo_waits(arrivals: Sequence[float], services: Sequence[float], servers: int) -> list[float]:
+    """Queue waits of a first-come-first-served queue with `servers` servers (arrivals sorted)."""
+    free = [0.0] * servers
+    waits = []
+    for arrival, service in zip(arrivals, services, strict=True):
+        ready = heapq.heappop(free)
+        start = max(arrival, ready)
+        waits.append(start - arrival)
+        heapq.heappush(free, start + service)
+    return waits
+
+
+def test_mdc_formula_predicts_the_mean_wait_of_simulated_queues() -> None:
+    """The report's M/D/c formula (Cosmetatos) against the mean wait of 300 simulated M/D/c queues."""
+    rate, service_rate = OPEN_RATE, 1 / SERVICE_S
+    means = []
+    for seed in range(300):
+        arrivals = list(PoissonArrivals(rate, 60.0, pool=1, seed=seed).offsets())
+        means.append(statistics.fmean(fifo_waits(arrivals, [SERVICE_S] * len(arrivals), WORKERS)))
+    predicted = mdc_mean_wait(rate, service_rate, WORKERS)
+    assert statistics.fmean(means) == pytest.approx(predicted, rel=0.10)
+
+
+@pytest.fixture(scope="module")
+def run(rag_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunData]:
+    """One bench run of PROFILE on an embedded stack (its own Valkey and mock; the session's test index)."""
+    folder = tmp_path_factory.mktemp("self-validation")
+    profile = folder / "profile.toml"
+    profile.write_text(PROFILE, encoding="utf-8")
+    env = {key: value for key, value in {**os.environ, **rag_env}.items() if key != "OPENAI_BASE_URL"}
+    done = subprocess.run(
+        ragload_command(
+            *("bench", "--profile", str(profile), "--out", str(folder / "runs")),
+            *("--no-report", "--keep-raw"),
+        ),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (folder / "runs").iterdir()
+    yield load_run(run_dir)
+
+
+def closed_cells(run: RunData) -> list[CellSummary]:
+    return sorted((c for c in run.cells if c.load == "closed"), key=lambda c: c.cell_id)
+
+
+def mean_run_ms(cell: CellSummary) -> float:
+    """The job time the workers recorded (RQ started → ended), over every trial."""
+    runs = [t.number("mean_run_ms") for t in cell.runs]
+    return statistics.fmean(r for r in runs if r is not None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_closed_loop_with_w_workers_measures_w_over_s(run: RunData) -> None:
+    cell = closed_cells(run)[0]
+    throughput = cell.stats.throughput
+    assert throughput is not None and throughput.known and throughput.n == 3
+    ideal = WORKERS / SERVICE_S
+    assert 0.75 * ideal <= throughput.estimate <= 1.02 * ideal, throughput
+    # W workers always busy complete W jobs per job time: the time each job took on its worker (the
+    # configured S plus the job path's own time, longer on a busy machine), plus a few ms between jobs.
+    busy_rate = WORKERS / (mean_run_ms(cell) / 1000)
+    assert throughput.low is not None and throughput.high is not None
+    assert throughput.low * 0.95 <= busy_rate <= throughput.high * 1.10, (throughput, busy_rate)
+    ratio = cell.stats.ratio
+    assert ratio is not None and ratio.estimate == pytest.approx(throughput.estimate / ideal, rel=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_same_schedule_twice_gives_overlapping_intervals(run: RunData) -> None:
+    first, second = closed_cells(run)
+    assert [t.seed for t in first.runs] == [t.seed for t in second.runs]  # the same schedule, run twice
+    assert first.stats.throughput is not None and second.stats.throughput is not None
+    assert first.stats.throughput.overlaps(second.stats.throughput)
+    assert first.stats.timeout_rate is not None and second.stats.timeout_rate is not None
+    assert first.stats.timeout_rate.overlaps(second.stats.timeout_rate)
+
+
+def trial_requests(run: RunData, trial_id: str) -> list[Sample]:
+    """Every answered request of a trial, warm-up included (the raw files kept by --keep-raw), in order."""
+    raw = [s for path in (run.run_dir / "cells" / trial_id / "raw").glob("raw-*.csv") for s in read_raw(path)]
+    return sorted((s for s in raw if s.kind == "e2e" and s.outcome == "ok"), key=lambda s: s.t)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_open_loop_queue_wait_is_the_md_c_queues_on_the_same_arrivals(run: RunData) -> None:
+    (cell,) = [c for c in run.cells if c.load == "open"]
+    measured: list[float] = []
+    modelled: list[float] = []
+    for trial in cell.runs:
+        requests = trial_requests(run, trial.trial_id)
+        assert len(requests) >= 10 and trial.timeouts == 0
+        # Arrivals as scheduled (the same Poisson times for any system at this load and trial), each job as
+        # long as its worker took (RQ started → ended): the queue an M/D/c model describes, on this schedule.
+        measured += [(s.queue_wait_ms or 0.0) / 1000 for s in requests]
+        modelled += fifo_waits([s.t for s in requests], [(s.run_ms or 0.0) / 1000 for s in requests], WORKERS)
+    mean_measured, mean_modelled = statistics.fmean(measured), statistics.fmean(modelled)
+    assert mean_measured == pytest.approx(mean_modelled, rel=0.10, abs=0.010), (mean_measured, mean_modelled)
