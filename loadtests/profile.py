@@ -269,9 +269,12 @@ def _stack_config(cell: Cell) -> tuple[str, int, str]:
 
 
 def run_order(cells: Sequence[Cell], seed: int) -> list[Cell]:
-    """Round k runs trial k of every cell; within a round, the cells of one stack configuration stay together
-    (each switch restarts the baseline or scales the workers) and the configurations come in a shuffled order,
-    a new one per round (seeded: a rerun keeps the order)."""
+    """Round k runs trial k of every cell, so that drift of a shared machine spreads over every cell (and
+    the two sides of a comparison run close in time). Within a round, the cells of one stack configuration
+    run together (each switch scales the workers or restarts the baseline) in a seeded shuffled order, and
+    the configurations come in a serpentine: ascending (queued by worker count, then the baseline's) in odd
+    rounds, descending in even ones, so a round starts where the previous one ended and the workers grow or
+    shrink a step at a time."""
     ordered: list[Cell] = []
     for trial in sorted({c.trial for c in cells}):
         rng = random.Random(f"{seed}|order|{trial}")
@@ -279,9 +282,7 @@ def run_order(cells: Sequence[Cell], seed: int) -> list[Cell]:
         for cell in cells:
             if cell.trial == trial:
                 configs.setdefault(_stack_config(cell), []).append(cell)
-        keys = sorted(configs)
-        rng.shuffle(keys)
-        for key in keys:
+        for key in sorted(configs, reverse=len(ordered) > 0 and trial % 2 == 0):
             members = configs[key]
             rng.shuffle(members)
             ordered.extend(members)

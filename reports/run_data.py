@@ -313,7 +313,8 @@ def _mean_text(values: Sequence[str]) -> str:
 
 def aggregate(trials: Sequence[CellSummary]) -> CellSummary:
     """One cell from its trials: means of per-trial rates, sums of counts, percentiles pooled over the
-    requests (from the stats, which fall back to the trials' own figures without samples)."""
+    requests (from the stats, which fall back to the trials' own figures without samples); the optional
+    columns in `extra` are the trials' means (numbers) or the first trial's (text)."""
     first = trials[0]
     if len(trials) == 1 and first.latencies_ms is None:
         return first
