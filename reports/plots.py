@@ -3,7 +3,7 @@
 Every axis label comes from METRICS, and every figure's title names the load mode that produced it.
 Every measured point carries its 95 % interval as an error bar (percentiles: order statistic; timeouts:
 Wilson; throughput: t across trials). Cells whose load generator was saturated are ringed in red, cells the
-testbed limited (CPU) boxed in orange, on every plot of cells.
+testbed limited (CPU) boxed in black, on every plot of cells.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ TESTBED_STYLE: dict[str, Any] = {
     "s": 220,
     "marker": "s",
     "facecolors": "none",
-    "edgecolors": "darkorange",
+    "edgecolors": "black",
     "linewidths": 1.6,
     "zorder": 5,
 }
@@ -177,7 +177,7 @@ def mark_flags(
     value: Callable[[CellSummary], float | None],
     drawn: set[str],
 ) -> None:
-    """Red rings on generator-saturated points, orange boxes on testbed-limited ones (each label once)."""
+    """Red rings on generator-saturated points, black boxes on testbed-limited ones (each label once)."""
     for flag, style, label in (
         (lambda c: c.generator_saturated, SATURATED_STYLE, "generator saturated (> 80 % CPU)"),
         (lambda c: bool(c.testbed_limit), TESTBED_STYLE, TESTBED_LABEL),

@@ -228,8 +228,9 @@ METHODOLOGY = (
     interval).""",
     """Testbed limits: a cell in which a single-process server (the API, a one-process baseline, the mock,
     Valkey) averaged at least 85 % of a core, or the whole machine at least 90 % of all its cores, is
-    flagged TESTBED-LIMITED: its figures measure this machine as much as the architecture. Such cells stay
-    out of the per-worker slope and the worker counts, and the Answer names them.""",
+    flagged TESTBED-LIMITED (table; black boxes on the plots): its figures measure this machine as much as
+    the architecture. Such cells stay out of the per-worker slope and the worker counts, and the Answer
+    names them.""",
     """Predictions: closed loop with no think time is exact by Little's law (throughput =
     min(users, workers) / S, mean latency = users / throughput); open loop uses M/G/c with the Allen–Cunneen
     approximation (Erlang C M/M/c wait × (1 + CV²) / 2, CV² from the configured latency model; for a
