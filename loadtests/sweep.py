@@ -265,7 +265,6 @@ def run_cell(
     cell: Cell, target: Target, run_dir: Path, profile: Profile, args: argparse.Namespace, state: SweepState
 ) -> dict[str, Any]:
     latency = {"chat_latency": profile.mock.chat_latency, "embed_latency": profile.mock.embed_latency}
-    extra = prepare(cell, target, state, cell.seed, latency)
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
     locust = LocustRun(
@@ -277,9 +276,16 @@ def run_cell(
         seed=cell.seed,
         probe_interval_s=profile.run.probe_interval_s,
         top_k=profile.run.top_k,
+        go_file=cell_dir / "go",
     )
+    locust.start()  # its imports overlap the preparation; the load waits for go()
+    try:
+        extra = prepare(cell, target, state, cell.seed, latency)
+    except BaseException:
+        locust.kill()
+        raise
     queue = QueueProbe(target.urls.get("redis"), target.queue_name)
-    locust.start()
+    locust.go()
     sampler = ServerSampler(target.pids, locust.pids, queue).start()
     try:
         locust.wait()
@@ -287,6 +293,7 @@ def run_cell(
         server_rows = sampler.stop()
         queue.close()
     data = collect(cell, cell_dir / "raw", server_rows, fallback_start=locust.started)
+    (cell_dir / "go").unlink(missing_ok=True)
     if not args.keep_raw:
         for path in (cell_dir / "raw").glob("raw-*.csv"):
             path.unlink()

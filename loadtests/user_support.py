@@ -63,6 +63,7 @@ class ScenarioSettings(BaseSettings):
     top_k: int = Field(default=4, ge=1)
     generator_processes: int = Field(default=1, ge=1)
     architecture: Literal["queued", "sync"] = "queued"  # the system under test (labels the probe samples)
+    go_file: Path | None = None  # set: hold the load until this file exists (the sweep prepares meanwhile)
 
     @property
     def probe_mode(self) -> str:
@@ -92,6 +93,16 @@ class SampleLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+GO_POLL_S = 0.02
+
+
+def wait_for_go() -> None:
+    """Block this greenlet until RAGLOAD_GO_FILE exists (at once when none is set)."""
+    go_file = settings().go_file
+    while go_file is not None and not go_file.exists():
+        gevent.sleep(GO_POLL_S)
 
 
 @lru_cache(maxsize=1)
