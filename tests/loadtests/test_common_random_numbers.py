@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -30,9 +28,9 @@ from pathlib import Path
 import pytest
 
 from loadtests.samples import Sample, read_samples
-from loadtests.services import ragload_command
 from loadtests.user_support import request_query
 from tests.conftest import MockServer
+from tests.loadtests.embedded_bench import run_bench
 
 PROFILE = """
 [run]
@@ -77,20 +75,7 @@ users = [4]
 
 @pytest.fixture(scope="module")
 def run_dir(rag_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("crn")
-    profile = folder / "profile.toml"
-    profile.write_text(PROFILE, encoding="utf-8")
-    env = {key: value for key, value in {**os.environ, **rag_env}.items() if key != "OPENAI_BASE_URL"}
-    done = subprocess.run(
-        ragload_command("bench", "--profile", str(profile), "--out", str(folder / "runs"), "--no-report"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (found,) = (folder / "runs").iterdir()
-    yield found
+    yield run_bench(PROFILE, rag_env, tmp_path_factory.mktemp("crn"), timeout_s=600)
 
 
 def cell_dir(run_dir: Path, architecture: str, load: str) -> Path:

@@ -22,18 +22,16 @@ machine's load can move it (a busy machine lengthens each job; the job times the
 from __future__ import annotations
 
 import heapq
-import os
 import statistics
-import subprocess
 from collections.abc import Iterator, Sequence
 
 import pytest
 
 from loadtests.samples import Sample, read_raw
-from loadtests.services import ragload_command
 from loadtests.shapes import PoissonArrivals
 from reports.queueing import mdc_mean_wait
 from reports.run_data import CellSummary, RunData, load_run
+from tests.loadtests.embedded_bench import run_bench
 
 SERVICE_S = 0.5  # const 490 ms chat + const 10 ms embeddings
 WORKERS = 2
@@ -98,24 +96,8 @@ def test_mdc_formula_predicts_the_mean_wait_of_simulated_queues() -> None:
 
 @pytest.fixture(scope="module")
 def run(rag_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunData]:
-    """One bench run of PROFILE on an embedded stack (its own Valkey and mock; the session's test index)."""
-    folder = tmp_path_factory.mktemp("self-validation")
-    profile = folder / "profile.toml"
-    profile.write_text(PROFILE, encoding="utf-8")
-    env = {key: value for key, value in {**os.environ, **rag_env}.items() if key != "OPENAI_BASE_URL"}
-    done = subprocess.run(
-        ragload_command(
-            *("bench", "--profile", str(profile), "--out", str(folder / "runs")),
-            *("--no-report", "--keep-raw"),
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (run_dir,) = (folder / "runs").iterdir()
-    yield load_run(run_dir)
+    """One bench run of PROFILE (raw files kept: the open-loop check needs the warm-up's requests too)."""
+    yield load_run(run_bench(PROFILE, rag_env, tmp_path_factory.mktemp("self-validation"), "--keep-raw"))
 
 
 def closed_cells(run: RunData) -> list[CellSummary]:
