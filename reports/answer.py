@@ -1,8 +1,11 @@
 """The report's answer, put first: inline or queued, and how many workers for a given rate.
 
-Computed from summary.csv alone, like the verdict it summarises: the architecture line counts the loads at
-which one side did better at equal server capacity, the sizing line turns the measured per-worker throughput
-into worker counts. Each line says what it rests on and where it stops being a measurement.
+Computed from the run folder alone, like the verdict it summarises: the architecture line gives, per load
+compared at equal server capacity, the verdict of the paired trial differences ("did better" only where the
+interval excludes zero and the difference exceeds its margin, "did alike" only where the whole interval lies
+inside the margin, "cannot tell" otherwise, with the trials that would decide); the sizing line turns the
+per-worker slope and its interval into worker counts with ranges. Each line says what it rests on, which
+figures the machine limited, and where it stops being a measurement.
 """
 
 from __future__ import annotations
@@ -11,14 +14,18 @@ import math
 from collections.abc import Sequence
 
 from reports.comparison import (
+    PairVerdict,
     baseline_name,
-    better_architecture,
+    compare,
+    difference,
     level_pairs,
     same_capacity,
     server_capacity,
 )
+from reports.intervals import Interval
 from reports.queueing import ServiceModel
-from reports.run_data import CellSummary, RunData
+from reports.run_data import CellSummary, RunData, workers_text
+from reports.significance import Outcome
 from reports.verdict import (
     best_per_worker_count,
     offered_below_capacity,
@@ -26,8 +33,20 @@ from reports.verdict import (
     per_worker_ideal,
     scaling_stop,
     series_groups,
+    split_testbed_limited,
+    timing_out,
 )
-from reports.verdict_text import LOAD_NAMES, TIMEOUT_ONSET, Verdict, format_load, format_ms, measured
+from reports.verdict_text import (
+    LOAD_NAMES,
+    TIMEOUT_ONSET,
+    Verdict,
+    format_load,
+    format_ms,
+    measured,
+    ms_text,
+    percent_text,
+    rate_text,
+)
 
 BUSY_TARGET = 0.8  # size for workers at most 80 % busy: at 100 % the queue, and the wait, grow without bound
 EXAMPLE_RATES = (10, 50, 100)  # req/s a reader might need to serve
@@ -52,10 +71,16 @@ def _overloaded(cell: CellSummary) -> bool:
     return cell.load == "open" and capacity is not None and offered is not None and offered > capacity
 
 
+def _trials_text(pairs: Sequence[PairVerdict]) -> str:
+    counts = sorted({min(p.queued.stats.trials, p.sync.stats.trials) for p in pairs})
+    shown = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
+    return f"{shown} paired trial{'s' if counts[-1] != 1 else ''} per cell"
+
+
 def inline_or_queued(cells: Sequence[CellSummary]) -> Verdict:
-    """At equal server capacity, at which loads each architecture did better (fewer timeouts, more done)."""
+    """At equal server capacity, at which loads each architecture did better, did alike, or cannot tell."""
     topic = "inline or queued"
-    pairs = [(q, s) for q, s in level_pairs(cells) if same_capacity(q, s)]
+    pairs = [compare(q, s) for q, s in level_pairs(cells) if same_capacity(q, s)]
     if not pairs:
         return Verdict(
             topic,
@@ -63,48 +88,77 @@ def inline_or_queued(cells: Sequence[CellSummary]) -> Verdict:
             "cannot separate the architecture from the configuration (the lines below compare what was run).",
             False,
         )
-    verdicts = [(q, s, better_architecture(q, s)) for q, s in pairs]
-    capacities = sorted(server_capacity(q) or 0 for q, _ in pairs)
+    capacities = sorted(server_capacity(p.queued) or 0 for p in pairs)
     size = f"{capacities[0]:.1f}" + (f"–{capacities[-1]:.1f}" if capacities[-1] > 1.1 * capacities[0] else "")
-    service = format_ms(pairs[0][0].number("service_time_ms"))
+    service = format_ms(pairs[0].queued.number("service_time_ms"))
     text = (
         f"Inline or queued, at equal server capacity (workers / S = concurrency / S ≈ {size} req/s, "
-        f"S = {service} per request upstream): "
+        f"S = {service} per request upstream; {_trials_text(pairs)}, 95 % intervals): "
     )
     parts = [
-        f"the {name} did better at {'; '.join(_pair_text(q, s) for q, s, side in verdicts if side == winner)}"
+        f"the {name} did better at {'; '.join(_pair_text(p) for p in pairs if p.winner == winner)}"
         for winner, name in (("queued", "queued system"), ("sync", "inline baseline"))
-        if any(side == winner for _, _, side in verdicts)
+        if any(p.winner == winner for p in pairs)
     ]
-    alike = [s for _, s, side in verdicts if side is None]
+    alike = [p for p in pairs if p.alike]
     if alike:
         parts.append(
-            f"they did alike (timeouts within 1 point, throughput within 10 %) at {_loads_text(alike)}"
+            "they did alike (timeouts within ±1 point, throughput within ±10 %) at "
+            + _loads_text([p.sync for p in alike])
+        )
+    mixed = [p for p in pairs if p.mixed]
+    if mixed:
+        parts.append(f"each did better on one measure at {'; '.join(_pair_text(p) for p in mixed)}")
+    open_questions = [p for p in pairs if p.winner is None and not p.alike and not p.mixed]
+    if open_questions:
+        parts.append(
+            "cannot tell from this run at "
+            + "; ".join(f"{_pair_text(p)}: {p.more_trials()}" for p in open_questions)
         )
     text += "; ".join(parts) + "."
-    text += _overload_caveat([(q, s) for q, s, side in verdicts if side == "queued"])
-    text += _kept_up_gap([(q, s) for q, s, side in verdicts if side is None])
+    text += _overload_caveat([p for p in pairs if p.winner == "queued"])
+    text += _kept_up_gap([p for p in pairs if p.alike or p.winner is not None])
+    text += _testbed_note(pairs)
     return Verdict(topic, text)
 
 
-def _pair_text(queued: CellSummary, sync: CellSummary) -> str:
-    return (
+def _pair_text(pair: PairVerdict) -> str:
+    queued, sync = pair.queued, pair.sync
+    text = (
         f"{format_load(sync)} ({LOAD_NAMES.get(sync.load, sync.load)}: timed out "
-        f"{100 * (queued.timeout_rate or 0):.1f} % vs {100 * (sync.timeout_rate or 0):.1f} %, completed "
-        f"{queued.throughput_rps or 0:.1f} vs {sync.throughput_rps or 0:.1f} req/s, queued vs inline)"
+        f"{percent_text(queued.stats.timeout_rate)} vs {percent_text(sync.stats.timeout_rate)}, completed "
+        f"{rate_text(queued.stats.throughput)} vs {rate_text(sync.stats.throughput)}, queued vs inline"
+    )
+    return text + _slo_text(pair) + ")"
+
+
+def _slo_text(pair: PairVerdict) -> str:
+    """Goodput under the SLO, where it ranks the two sides differently from their timeouts."""
+    by_name = {m.name: m for m in pair.measures}
+    slo, timeouts = by_name.get("SLO attainment"), by_name.get("timeouts")
+    if slo is None or (timeouts is not None and slo.better == timeouts.better):
+        return ""
+    queued, sync = pair.queued, pair.sync
+    limit = format_ms(queued.number("slo_e2e_ms"))
+    return (
+        f"; within the SLO (e2e ≤ {limit}) {percent_text(queued.stats.slo_attainment)} vs "
+        f"{percent_text(sync.stats.slo_attainment)}, goodput {rate_text(queued.stats.goodput)} vs "
+        f"{rate_text(sync.stats.goodput)}: "
+        + {"queued": "the queued system", "sync": "the inline baseline", None: "neither side"}[slo.better]
+        + " clearly ahead there"
     )
 
 
-def _overload_caveat(queued_better: Sequence[tuple[CellSummary, CellSummary]]) -> str:
+def _overload_caveat(queued_better: Sequence[PairVerdict]) -> str:
     """Where the queue's lead comes from holding an overload, say that the lead is bounded in time."""
-    overloaded = [(q, s) for q, s in queued_better if _overloaded(s)]
+    overloaded = [p for p in queued_better if _overloaded(p.sync)]
     if not overloaded:
         return ""
-    queued, sync = overloaded[-1]
+    queued, sync = overloaded[-1].queued, overloaded[-1].sync
     capacity = server_capacity(queued) or 0
     offered = queued.number("offered_rps") or 0
     window = queued.number("duration_s")
-    neither = " neither kept up:" if (queued.timeout_rate or 0) > TIMEOUT_ONSET else ""
+    neither = " neither kept up:" if timing_out(queued) is Outcome.ABOVE else ""
     return (
         f" At {format_load(sync)}{neither} {offered:.1f} req/s arrived for ≈ {capacity:.1f} req/s of "
         "capacity. "
@@ -115,30 +169,83 @@ def _overload_caveat(queued_better: Sequence[tuple[CellSummary, CellSummary]]) -
     )
 
 
-def _kept_up_gap(alike: Sequence[tuple[CellSummary, CellSummary]]) -> str:
-    """The latency the queue costs where neither side timed out."""
-    kept_up = [(q, s) for q, s in alike if max(q.timeout_rate or 0, s.timeout_rate or 0) <= TIMEOUT_ONSET]
-    if not kept_up:
+def _kept_up_gap(decided: Sequence[PairVerdict]) -> str:
+    """The latency the queue costs where neither side timed out (p50, paired across trials)."""
+    kept_up = [
+        p
+        for p in decided
+        if Outcome.ABOVE not in (timing_out(p.queued), timing_out(p.sync))
+        and (p.queued.timeout_rate or 0) <= TIMEOUT_ONSET
+        and (p.sync.timeout_rate or 0) <= TIMEOUT_ONSET
+    ]
+    gaps = [(p, difference(p.queued, p.sync, lambda t: t.p50_ms)) for p in kept_up]
+    shown = [f"{ms_text(gap)} at {format_load(p.sync)}" for p, gap in gaps if gap is not None]
+    if not shown:
         return ""
-    gaps = sorted((q.p50_ms or 0) - (s.p50_ms or 0) for q, s in kept_up)
-    span = format_ms(gaps[0]) + (f" to {format_ms(gaps[-1])}" if len(gaps) > 1 else "")
-    return f" Where both kept up, queued p50 minus inline p50 was {span} (negative: queued faster)."
+    return (
+        f" Where both kept up, queued p50 minus inline p50 was {'; '.join(shown)} (negative: queued faster)."
+    )
+
+
+def _testbed_note(pairs: Sequence[PairVerdict]) -> str:
+    limited = [
+        f"{side} at {format_load(cell)} ({cell.testbed_limit})"
+        for p in pairs
+        for side, cell in (("queued", p.queued), ("inline", p.sync))
+        if cell.testbed_limit
+    ]
+    if not limited:
+        return ""
+    return (
+        f" The machine limited {', '.join(limited)}: those figures measure this testbed as much as the "
+        "architecture."
+    )
 
 
 def unbounded_inline(cells: Sequence[CellSummary]) -> list[Verdict]:
-    """A baseline mode with no server-side concurrency bound that never timed out: no workers needed."""
+    """A baseline mode with no server-side concurrency bound that clearly had no timeouts: no workers needed
+    (unless the machine, not the upstream, bounded it)."""
     lines = []
     for mode in sorted({c.mode for c in cells if c.architecture == "sync"}):
         own = [c for c in cells if c.architecture == "sync" and c.mode == mode]
-        bounded = any(c.number("concurrency") for c in own)  # threads, or one request per process
-        if bounded or any((c.timeout_rate or 0) > TIMEOUT_ONSET for c in own):
+        if any(c.number("concurrency") for c in own):  # threads, or one request per process: bounded
             continue
         top = max(own, key=lambda c: c.throughput_rps or 0)
+        figures = (
+            f"up to {rate_text(top.stats.throughput)} completed at {format_load(top)}, "
+            f"{percent_text(top.stats.ratio, 0, share=False)} of ideal"
+        )
+        limited = [c for c in own if c.testbed_limit]
+        if limited:
+            lines.append(
+                Verdict(
+                    "inline or queued",
+                    f"{baseline_name(top)}, bounded in design only by the upstream: {figures}; but the "
+                    f"machine limited it at {', '.join(format_load(c) for c in limited)} "
+                    f"({limited[0].testbed_limit}), so this run cannot say that inline async needs no "
+                    "workers: on this testbed it ran out of CPU before the upstream ran out of concurrency.",
+                    False,
+                )
+            )
+            continue
+        outcomes = [timing_out(c) for c in own]
+        if any(o is Outcome.ABOVE for o in outcomes):
+            continue
+        if any(o is Outcome.UNDECIDED for o in outcomes):
+            lines.append(
+                Verdict(
+                    "inline or queued",
+                    f"{baseline_name(top)}, bounded only by the upstream: {figures}; cannot tell from this "
+                    f"run whether its timeouts stay below 1 % ({percent_text(top.stats.timeout_rate)}).",
+                    False,
+                )
+            )
+            continue
         lines.append(
             Verdict(
                 "inline or queued",
-                f"{baseline_name(top)}, bounded only by the upstream, had no timeouts at any load tested "
-                f"(up to {top.throughput_rps or 0:.1f} req/s completed at {format_load(top)}, p99 "
+                f"{baseline_name(top)}, bounded only by the upstream, had timeouts clearly below 1 % at "
+                f"every load tested ({figures}, timed out {percent_text(top.stats.timeout_rate)}, p99 "
                 f"{format_ms(top.p99_ms)}): when the pipeline only waits on an upstream that takes the "
                 "concurrency (as this mock does), inline async needs no workers. A queue pays off when the "
                 "upstream or the machine caps concurrency, or when bursts must be held rather than refused.",
@@ -159,49 +266,77 @@ def _sizing_group(cells: Sequence[CellSummary]) -> list[CellSummary]:
     return groups[key]
 
 
+def workers_for(rate: float, gain: Interval) -> str:
+    """`5 [4, 6]`: workers at most 80 % busy for `rate`, with the range the slope's interval allows."""
+    count = math.ceil(rate / (BUSY_TARGET * gain.estimate))
+    if gain.low is None or gain.high is None:
+        return str(count)
+    fewest = math.ceil(rate / (BUSY_TARGET * gain.high))
+    most = f"{math.ceil(rate / (BUSY_TARGET * gain.low))}" if gain.low > 0 else "unbounded"
+    return f"{count} [{fewest}, {most}]"
+
+
 def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -> Verdict:
     """Per-worker throughput measured across worker counts → workers for example rates at 80 % busy."""
     topic = "workers needed"
     group = _sizing_group(cells)
-    best = best_per_worker_count(group)
+    best, limited = split_testbed_limited(best_per_worker_count(group))
     ideal = per_worker_ideal(group, service)
-    if len(best) < 2 or ideal is None:
+    left_out = (
+        f" Left out because the machine limited them: {', '.join(workers_text(c.workers) for c in limited)} "
+        f"({limited[0].testbed_limit})."
+        if limited
+        else ""
+    )
+    if len(best) < 2:
         return Verdict(
             topic,
-            "How many workers: fewer than two queued worker counts measured, so no per-worker throughput "
-            "to size from.",
+            "How many workers: fewer than two queued worker counts measured without a testbed limit, so no "
+            "per-worker throughput to size from." + left_out,
             False,
         )
-    stop = scaling_stop(best, ideal)
+    # Without a known upstream there is no ideal: the first worker count's own rate per worker stands in as
+    # the yardstick of "an extra worker still pays".
+    reference = ideal or (best[0].throughput_rps or 0) / (best[0].workers or 1)
+    stop = scaling_stop(best, reference)
     scaling = best[: stop if stop is not None else len(best)]
-    if len(scaling) < 2:
+    gain = per_worker_gain(scaling) if len(scaling) >= 2 else None
+    if gain is None or gain.estimate <= 0:
         return Verdict(
             topic,
             f"How many workers: throughput did not grow past {scaling[0].workers} worker(s) on this machine, "
-            "so adding workers here does not serve more.",
+            "so adding workers here does not serve more." + left_out,
         )
-    per_worker = per_worker_gain(scaling)
     largest = scaling[-1].workers or 0
     sizes = []
     for rate in EXAMPLE_RATES:
-        count = math.ceil(rate / (BUSY_TARGET * per_worker))
-        sizes.append(f"{rate} req/s → {count}" + (" (extrapolated)" if count > largest else ""))
-    service_s = 1 / ideal
+        count = math.ceil(rate / (BUSY_TARGET * gain.estimate))
+        sizes.append(
+            f"{rate} req/s → {workers_for(rate, gain)}" + (" (extrapolated)" if count > largest else "")
+        )
+    trials = sum(c.stats.trials for c in scaling)
+    of_ideal = (
+        f"{percent_text(gain.scaled(1 / ideal), 0, share=False)} of 1/S, "
+        f"S = {format_ms(1000 / ideal)} per request"
+        if ideal
+        else "no ideal to compare with: the upstream's latency is unknown"
+    )
     text = (
-        f"How many workers: each worker served {per_worker:.2f} req/s "
-        f"({100 * per_worker / ideal:.0f} % of 1/S, S = {format_ms(1000 * service_s)} per request), "
-        f"measured from {scaling[0].workers} to {largest} workers ({best[0].mode}, "
-        f"{LOAD_NAMES.get(best[0].load, best[0].load)}). At most {100 * BUSY_TARGET:.0f} % busy, that is "
-        f"{'; '.join(sizes)} workers. Counts scale with your upstream's time per request S' as S'/S."
+        f"How many workers: each worker served {rate_text(gain)} ({of_ideal}), the slope over {trials} "
+        "trials from "
+        f"{scaling[0].workers} to {largest} workers ({best[0].mode}, "
+        f"{LOAD_NAMES.get(best[0].load, best[0].load)}). "
+        f"At most {100 * BUSY_TARGET:.0f} % busy, that is {'; '.join(sizes)} workers (ranges from the "
+        "slope's interval). Counts scale with your upstream's time per request S' as S'/S."
     )
     if stop is not None:
         high, top = best[stop], scaling[-1].throughput_rps or 0
-        if offered_below_capacity(high, ideal):
+        if ideal and offered_below_capacity(high, ideal):
             text += f" {high.workers} workers were offered less than their capacity: sized from ≤ {largest}."
         else:
             text += (
                 f" Past {largest} workers throughput stopped growing on this machine ({high.workers} workers "
-                f"served {high.throughput_rps or 0:.1f} req/s): above ≈ {top:.0f} req/s the limit is not the "
+                f"served {rate_text(high.stats.throughput)}): above ≈ {top:.0f} req/s the limit is not the "
                 "worker count here."
             )
-    return Verdict(topic, text)
+    return Verdict(topic, text + left_out)

@@ -1,7 +1,9 @@
 """PNG plots of one run (matplotlib, Agg canvas, no pyplot global state).
 
 Every axis label comes from METRICS, and every figure's title names the load mode that produced it.
-Cells whose load generator was saturated are ringed in red on every "vs load" plot.
+Every measured point carries its 95 % interval as an error bar (percentiles: order statistic; timeouts:
+Wilson; throughput: t across trials). Cells whose load generator was saturated are ringed in red, cells the
+testbed limited (CPU) boxed in black, on every plot of cells.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
+from reports.intervals import Interval
 from reports.queueing import Prediction, ServiceModel, predict_closed, predict_open
 from reports.run_data import CellSummary, RunData, workers_text
 from reports.verdict import best_per_worker_count, per_worker_ideal
@@ -74,6 +77,15 @@ SATURATED_STYLE: dict[str, Any] = {
     "linewidths": 1.6,
     "zorder": 5,
 }
+TESTBED_STYLE: dict[str, Any] = {
+    "s": 220,
+    "marker": "s",
+    "facecolors": "none",
+    "edgecolors": "black",
+    "linewidths": 1.6,
+    "zorder": 5,
+}
+TESTBED_LABEL = "testbed-limited (CPU ≥ 85 % of a core or machine ≥ 90 %)"
 
 
 @dataclass(frozen=True)
@@ -147,22 +159,55 @@ def series_of(cells: Iterable[CellSummary]) -> dict[str, list[CellSummary]]:
     return {name: sorted(members, key=lambda c: c.load_value or 0) for name, members in lines.items()}
 
 
+def error_bars(points: Sequence[tuple[float, Interval | None]]) -> list[list[float]]:
+    """matplotlib's yerr ([below…], [above…]) for points drawn at their estimates (0 without bounds)."""
+    below, above = [], []
+    for y, interval in points:
+        low = interval.low if interval is not None and interval.low is not None else y
+        high = interval.high if interval is not None and interval.high is not None else y
+        below.append(max(0.0, y - low))
+        above.append(max(0.0, high - y))
+    return [below, above]
+
+
+def mark_flags(
+    axes: Axes,
+    cells: Sequence[CellSummary],
+    x: Callable[[CellSummary], float | None],
+    value: Callable[[CellSummary], float | None],
+    drawn: set[str],
+) -> None:
+    """Red rings on generator-saturated points, black boxes on testbed-limited ones (each label once)."""
+    for flag, style, label in (
+        (lambda c: c.generator_saturated, SATURATED_STYLE, "generator saturated (> 80 % CPU)"),
+        (lambda c: bool(c.testbed_limit), TESTBED_STYLE, TESTBED_LABEL),
+    ):
+        flag_x, flag_y = xy((x(c), value(c)) for c in cells if flag(c))
+        if flag_x:
+            axes.scatter(flag_x, flag_y, label=None if label in drawn else label, **style)
+            drawn.add(label)
+
+
 def plot_vs_load(
-    axes: Axes, lines: dict[str, list[CellSummary]], value: Callable[[CellSummary], float | None]
+    axes: Axes,
+    lines: dict[str, list[CellSummary]],
+    value: Callable[[CellSummary], float | None],
+    interval: Callable[[CellSummary], Interval | None] | None = None,
 ) -> bool:
-    """One line per series; red rings on generator-saturated points. False when nothing was drawn."""
-    drawn = saturated_drawn = False
+    """One line per series, with error bars when `interval` is given; flagged points marked. False when
+    nothing was drawn."""
+    drawn = False
+    labels: set[str] = set()
     for name, cells in lines.items():
-        xs, ys = xy((c.load_value, value(c)) for c in cells)
-        if not xs:
+        kept = [c for c in cells if c.load_value is not None and value(c) is not None]
+        if not kept:
             continue
-        axes.plot(xs, ys, marker="o", markersize=4, label=name)
+        xs = [c.load_value or 0.0 for c in kept]
+        ys = [value(c) or 0.0 for c in kept]
+        yerr = error_bars([(y, interval(c)) for y, c in zip(ys, kept, strict=True)]) if interval else None
+        axes.errorbar(xs, ys, yerr=yerr, marker="o", markersize=4, capsize=3, label=name)
         drawn = True
-        ring_x, ring_y = xy((c.load_value, value(c)) for c in cells if c.generator_saturated)
-        if ring_x:
-            label = None if saturated_drawn else "generator saturated (> 80 % CPU)"
-            axes.scatter(ring_x, ring_y, label=label, **SATURATED_STYLE)
-            saturated_drawn = True
+        mark_flags(axes, kept, lambda c: c.load_value, value, labels)
     return drawn
 
 
@@ -175,8 +220,13 @@ def latency_figure(
 ) -> PlotFile:
     figure, panels = new_figure(3, height_in=4.2)
     lines = series_of(cells)
-    for axes, column in zip(panels, ("p50_ms", "p95_ms", "p99_ms"), strict=True):
-        if plot_vs_load(axes, lines, attrgetter(column)):
+    for axes, p in zip(panels, (50, 95, 99), strict=True):
+        column = f"p{p}_ms"
+
+        def bounds(cell: CellSummary, p: int = p) -> Interval | None:
+            return cell.stats.percentile(p)
+
+        if plot_vs_load(axes, lines, attrgetter(column), bounds):
             log_axis(axes)
             if deadline_s:
                 axes.axhline(deadline_s * 1000, color="grey", linestyle="--", linewidth=1, label="deadline")
@@ -191,7 +241,10 @@ def latency_figure(
 def timeout_figure(cells: Sequence[CellSummary], load: str, out: Path, dpi: int) -> PlotFile:
     figure, (axes,) = new_figure(1, height_in=4.0)
     drawn = plot_vs_load(
-        axes, series_of(cells), lambda c: None if c.timeout_rate is None else 100 * c.timeout_rate
+        axes,
+        series_of(cells),
+        lambda c: None if c.timeout_rate is None else 100 * c.timeout_rate,
+        lambda c: None if c.stats.timeout_rate is None else c.stats.timeout_rate.scaled(100),
     )
     axes.axhline(
         100 * TIMEOUT_ONSET, color="grey", linestyle=":", linewidth=1, label="1 % (verdict threshold)"
@@ -240,15 +293,20 @@ def throughput_figure(
     groups: dict[tuple[str, str], list[CellSummary]] = defaultdict(list)
     for cell in queued:
         groups[(cell.mode, cell.load)].append(cell)
+    labels: set[str] = set()
     for (mode, load), group in sorted(groups.items()):
-        best = best_per_worker_count(group)
-        line = left.plot(
-            *xy((c.workers, c.throughput_rps) for c in best), marker="o", label=f"queued/{mode}, {load} loop"
-        )[0]
-        color = to_hex(line.get_color())
-        rings = xy((c.workers, c.throughput_rps) for c in best if c.generator_saturated)
-        if rings[0]:
-            left.scatter(*rings, **SATURATED_STYLE)
+        best = [c for c in best_per_worker_count(group) if c.throughput_rps is not None]
+        ys = [c.throughput_rps or 0.0 for c in best]
+        bars = left.errorbar(
+            [float(c.workers or 0) for c in best],
+            ys,
+            yerr=error_bars([(y, c.stats.throughput) for y, c in zip(ys, best, strict=True)]),
+            marker="o",
+            capsize=3,
+            label=f"queued/{mode}, {load} loop",
+        )
+        color = to_hex(bars.lines[0].get_color())
+        mark_flags(left, best, lambda c: float(c.workers or 0), lambda c: c.throughput_rps, labels)
         left.plot(*xy((c.workers, c.ideal_rps) for c in best), "x", color=color, markersize=7)
         _draw_predictions(left, right, best, service, color)
     ideal = per_worker_ideal(queued, service)
@@ -264,7 +322,7 @@ def throughput_figure(
     keys = [
         Line2D([], [], color="black", marker="x", linestyle="none", label="× ideal_rps of the cell"),
         Line2D([], [], color="black", linestyle=":", label="queueing prediction"),
-        Line2D([], [], color="black", marker="o", label="measured"),
+        Line2D([], [], color="black", marker="o", label="measured (bars: 95 % interval across trials)"),
     ]
     figure_legend(figure, [left], keys)
     loads = " and ".join(f"{load} loop" for load in sorted({c.load for c in queued}))
@@ -301,7 +359,7 @@ def queue_depth_figure(run: RunData, out: Path, dpi: int) -> PlotFile | None:
     for cell in sorted(queued, key=lambda c: (c.workers or 0, c.load_value or 0)):
         rows = [
             r
-            for r in run.server_rows(cell.cell_id)
+            for r in run.server_rows(cell.runs[0].trial_id or cell.cell_id)
             if r.get("t") is not None and r.get("queue_depth") is not None
         ]
         if rows:
@@ -323,7 +381,10 @@ def queue_depth_figure(run: RunData, out: Path, dpi: int) -> PlotFile | None:
         axes.set_ylabel(METRICS["queue_depth"].axis)
         axes.legend(fontsize=7)
     return save(
-        figure, out / "queue_depth.png", "Queue depth over time (server.csv, sampled every 0.5 s)", dpi
+        figure,
+        out / "queue_depth.png",
+        "Queue depth over time (server.csv of each cell's first trial, sampled every 0.5 s)",
+        dpi,
     )
 
 

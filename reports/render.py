@@ -11,7 +11,7 @@ from typing import Any
 from reports.plots import PlotFile
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData
-from reports.verdict_text import Verdict, format_ms
+from reports.verdict_text import Verdict, format_ms, percent_text, percentile_text, rate_text
 
 SYNTHETIC_NOTICE = (
     "Synthetic sample: this report was built from a simulated run folder, not from a measurement. "
@@ -22,17 +22,20 @@ TABLE_HEADERS = (
     "architecture/mode",
     "load",
     "config",
+    "trials",
     "requests",
     "timeouts",
     "p50",
     "p95",
     "p99",
-    "throughput [req/s]",
+    "throughput",
     "ideal [req/s]",
     "of ideal",
+    "within SLO",
+    "goodput",
     "submit p99",
     "probe p99",
-    "generator CPU",
+    "CPU: generator / busiest server / machine",
 )
 SATURATED_TR = '<tr class="saturated">'
 UNSUPPORTED_LI = '<li class="unsupported">'
@@ -58,7 +61,7 @@ class ReportContent:
     answer: list[Verdict]  # reports/answer.py: inline or queued, and how many workers
     verdicts: list[Verdict]
     table: list[list[str]]
-    saturated_rows: list[bool]
+    saturated_rows: list[bool]  # generator saturated or testbed-limited: highlighted
     plots: list[PlotFile]
     methodology: list[str]
 
@@ -112,16 +115,22 @@ def metadata_items(run: RunData, service: ServiceModel | None) -> list[tuple[str
                 f"{service.source}: mean {service.mean_s * 1000:.0f} ms, CV² {service.cv2:.3f}",
             )
         )
+    elif not run.upstream_known:
+        items.append(("service time model", "unknown (--target without a mock URL): no ideal throughput"))
+    overhead = run.config.get("overhead_ms")
+    if isinstance(overhead, dict) and overhead:
+        shown = ", ".join(f"{name} {value:g} ms" for name, value in sorted(overhead.items()))
+        items.append(("job path's own time at zero upstream latency (not in the ideal)", shown))
+    slo = run.slo
+    if slo.get("e2e_ms") or slo.get("submit_ms"):
+        parts = [f"{key.removesuffix('_ms')} ≤ {format_ms(value)}" for key, value in slo.items() if value]
+        items.append(("SLO", ", ".join(parts)))
     packages = meta.get("packages") or meta.get("package_versions")
     if isinstance(packages, dict):
         installed = sorted((name, version) for name, version in packages.items() if version)
         if installed:
             items.append(("packages", ", ".join(f"{name} {version}" for name, version in installed)))
     return items
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
 def _load_value(cell: CellSummary) -> str:
@@ -131,24 +140,43 @@ def _load_value(cell: CellSummary) -> str:
     return f"{cell.load} {value:g} users" if cell.load == "closed" else f"{cell.load} {value:g} req/s"
 
 
+def _cpu_text(cell: CellSummary) -> str:
+    generator = "n/a" if cell.generator_cpu_pct is None else f"{cell.generator_cpu_pct:.0f} %"
+    process, busiest = cell.extra.get("busiest_process"), cell.number("busiest_process_pct")
+    server = f"{process} {busiest:.0f} %" if process and busiest is not None else "n/a"
+    machine = cell.number("cpu_machine_pct")
+    text = f"{generator} / {server} / {'n/a' if machine is None else f'{machine:.0f} %'}"
+    if cell.generator_saturated:
+        text += " GENERATOR SATURATED"
+    if cell.testbed_limit:
+        text += f" TESTBED-LIMITED ({cell.testbed_limit})"
+    return text
+
+
 def table_row(cell: CellSummary) -> list[str]:
-    cpu = "n/a" if cell.generator_cpu_pct is None else f"{cell.generator_cpu_pct:.0f} %"
+    stats = cell.stats
+    slo = cell.number("slo_e2e_ms")
     return [
         cell.cell_id,
         f"{cell.architecture}/{cell.mode}",
         _load_value(cell),
         cell.config_label,
+        str(stats.trials),
         str(cell.requests),
-        f"{cell.timeouts} ({_percent(cell.timeout_rate)})",
-        format_ms(cell.p50_ms),
-        format_ms(cell.p95_ms),
-        format_ms(cell.p99_ms),
-        "n/a" if cell.throughput_rps is None else f"{cell.throughput_rps:.2f}",
+        f"{cell.timeouts} ({percent_text(stats.timeout_rate)})",
+        percentile_text(stats, 50),
+        percentile_text(stats, 95),
+        percentile_text(stats, 99),
+        rate_text(stats.throughput),
         "n/a" if cell.ideal_rps is None else f"{cell.ideal_rps:.2f}",
-        _percent(cell.throughput_ratio),
+        percent_text(stats.ratio, 0, share=False),
+        "n/a"
+        if stats.slo_attainment is None
+        else f"{percent_text(stats.slo_attainment)}" + (f" (≤ {format_ms(slo)})" if slo else ""),
+        rate_text(stats.goodput),
         format_ms(cell.submit_p99_ms),
         format_ms(cell.probe_p99_ms),
-        cpu + (" SATURATED" if cell.generator_saturated else ""),
+        _cpu_text(cell),
     ]
 
 
@@ -169,11 +197,40 @@ METHODOLOGY = (
     """Compare ratios, not absolute times: both architectures ran in this run, on this machine, against
     the same mock upstream, so ratios between them are meaningful; absolute times depend on the machine and
     on the mock's latency model.""",
+    """Intervals: every figure shows its 95 % confidence interval as `estimate [low, high]`. Throughput,
+    share of ideal and goodput: Student t across the cell's trials (one trial: no interval). Timeouts and
+    SLO attainment: Wilson score interval of the pooled counts. Latency percentiles: the distribution-free
+    order-statistic interval over the pooled requests, which exists only from 6 (p50), 72 (p95) and 368
+    (p99) requests on; below that the table says "n too small". Requests within one trial are not
+    independent (a backlog delays its neighbours), so pooled intervals are the optimistic kind; every
+    comparison between cells therefore uses the trials' spread instead.""",
+    """Common random numbers: trial k of every cell at one load runs under the same seed, so both
+    architectures (and every worker count at that load) get the same arrival times, the same requests and,
+    from a mock that draws each call's latency from the seed and the request's content, the same upstream
+    latency per request. A queued-minus-inline difference is then the mean of the per-trial differences,
+    with a paired t interval; the trials run in interleaved rounds, so that drift of a shared machine
+    spreads over both sides.""",
+    """Verdicts: "did better" only when the interval of the paired difference excludes zero and its
+    estimate exceeds the margin (timeouts: 1 point; throughput: 10 % of the load; SLO attainment: 1
+    point); "did alike" only when the whole interval lies inside the margin; otherwise "cannot tell from
+    this run", with the trials per cell that would decide if the estimate stays where it is. "At least
+    90 % of ideal" and "still scaling" (an extra worker adding more than 10 % of a worker's ideal) follow
+    the same rule.""",
     """ideal_rps is the physical limit of a cell: W workers / S for the queued system, concurrency / S for
-    the baseline, or the client-side bound when lower. Here S is the mean configured service time plus
-    the machinery overhead per request measured at the start of the run (mock at zero latency), so a
-    cell's ideal_rps is a little below the plots' dashed "ideal W/S" line, which uses the configured
-    service time alone.""",
+    the baseline, or the client-side bound when lower (open loop: the arrivals actually offered). S is the
+    configured upstream time alone, so no measurement can move the ideal: a slower job path shows as a
+    lower share of ideal. The job path's own time per request at zero upstream latency, measured once at
+    the start of the run (one client, one request at a time), is shown beside it and says how far below
+    100 % a healthy system sits. A cell whose whole interval lies above 100 % is flagged as a measurement
+    error, with its likely cause.""",
+    """Goodput: requests answered ok within the SLO per second (default SLO: the deadline; `ragload bench
+    --slo e2e=2s,submit=200ms` sets a tighter one), with the share of requests within it (Wilson
+    interval).""",
+    """Testbed limits: a cell in which a single-process server (the API, a one-process baseline, the mock,
+    Valkey) averaged at least 85 % of a core, or the whole machine at least 90 % of all its cores, is
+    flagged TESTBED-LIMITED (table; black boxes on the plots): its figures measure this machine as much as
+    the architecture. Such cells stay out of the per-worker slope and the worker counts, and the Answer
+    names them.""",
     """Predictions: closed loop with no think time is exact by Little's law (throughput =
     min(users, workers) / S, mean latency = users / throughput); open loop uses M/G/c with the Allen–Cunneen
     approximation (Erlang C M/M/c wait × (1 + CV²) / 2, CV² from the configured latency model; for a
@@ -200,7 +257,7 @@ def build_content(
         answer=answer,
         verdicts=verdicts,
         table=[table_row(cell) for cell in run.cells],
-        saturated_rows=[cell.generator_saturated for cell in run.cells],
+        saturated_rows=[cell.generator_saturated or bool(cell.testbed_limit) for cell in run.cells],
         plots=plots,
         methodology=methodology(run),
     )

@@ -3,6 +3,11 @@
 Tolerant by design: a report must build from whatever a run left behind, so missing optional columns,
 empty values, cells without server samples and a missing config/meta file become None, never an error.
 Only a missing `summary.csv` is fatal: it is the table everything else is computed from.
+
+summary.csv has one row per trial; `load_run` groups the trials of each cell (column `cell`; a folder from
+before trials existed has one trial per cell) into one CellSummary whose figures are the trials' means and
+pooled counts, with the trials kept in `trials` and the intervals in `stats` (reports/cell_stats.py). Each
+trial's samples.csv, when present, gives the per-request latencies behind the percentile intervals.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from reports.cell_stats import CellStats, TrialFigures, cell_stats
 from reports.legacy_service_time import service_model_from_specs
 from reports.queueing import ServiceModel
 
@@ -67,6 +75,33 @@ class CellSummary:
     generator_cpu_pct: float | None
     generator_saturated: bool
     extra: Mapping[str, str] = field(default_factory=dict)
+    trial_id: str = ""  # the trial's folder under cells/ (a trial row); "" for an aggregate
+    trial: int = 1
+    seed: int | None = None
+    trials: tuple[CellSummary, ...] = ()  # an aggregate's trials; () for a trial row
+    latencies_ms: tuple[float, ...] | None = None  # a trial's counted e2e latencies, from its samples.csv
+
+    @property
+    def runs(self) -> tuple[CellSummary, ...]:
+        """The trials behind this cell (a lone row is its own trial)."""
+        return self.trials or (self,)
+
+    @cached_property
+    def stats(self) -> CellStats:
+        """The cell's figures with their 95 % intervals."""
+        return cell_stats([_figures(trial) for trial in self.runs])
+
+    @property
+    def testbed_limit(self) -> str:
+        """Why the machine, not the architecture, may have set this cell's figures ("" when it did not):
+        the reasons of every trial that was testbed-limited."""
+        reasons = [t.extra.get("testbed_limited", "").strip() for t in self.runs]
+        found = [r for r in reasons if r]
+        if not found:
+            return ""
+        return (
+            found[0] if len(found) == len(reasons) else f"{len(found)} of {len(reasons)} trials: {found[0]}"
+        )
 
     @property
     def load_value(self) -> float | None:
@@ -98,7 +133,22 @@ class CellSummary:
         return " ".join(parts)
 
 
-SUMMARY_FIELDS = frozenset(CellSummary.__dataclass_fields__) - {"extra"}
+SUMMARY_FIELDS = frozenset(CellSummary.__dataclass_fields__) - {"extra", "trials", "latencies_ms", "trial_id"}
+
+
+def _figures(trial: CellSummary) -> TrialFigures:
+    slo_ok = trial.number("slo_ok")
+    return TrialFigures(
+        throughput_rps=trial.throughput_rps,
+        ideal_rps=trial.ideal_rps,
+        requests=trial.requests,
+        timeouts=trial.timeouts,
+        slo_ok=None if slo_ok is None else int(slo_ok),
+        goodput_rps=trial.number("goodput_rps"),
+        offered_rps=trial.number("offered_rps"),
+        percentiles={50: trial.p50_ms, 95: trial.p95_ms, 99: trial.p99_ms},
+        latencies_ms=trial.latencies_ms,
+    )
 
 
 def _int(text: str | None) -> int | None:
@@ -112,7 +162,10 @@ def parse_summary_row(row: Mapping[str, str]) -> CellSummary:
     if saturated is None:
         saturated = cpu is not None and cpu > GENERATOR_SATURATED_PCT
     return CellSummary(
-        cell_id=row.get("cell_id", ""),
+        cell_id=(row.get("cell") or row.get("cell_id") or "").strip(),
+        trial_id=row.get("cell_id", "").strip(),
+        trial=_int(row.get("trial")) or 1,
+        seed=_int(row.get("seed")),
         architecture=row.get("architecture", "").strip(),
         mode=row.get("mode", "").strip(),
         load=(row.get("load") or "closed").strip(),
@@ -178,11 +231,22 @@ class RunData:
     meta: dict[str, Any]
     cells: list[CellSummary]
 
-    def cell_params(self, cell_id: str) -> dict[str, Any]:
-        return _json(self.run_dir / "cells" / cell_id / "cell.json")
+    def cell_params(self, trial_id: str) -> dict[str, Any]:
+        return _json(self.run_dir / "cells" / trial_id / "cell.json")
 
-    def server_rows(self, cell_id: str) -> list[dict[str, float | None]]:
-        return read_csv_numbers(self.run_dir / "cells" / cell_id / "server.csv")
+    def server_rows(self, trial_id: str) -> list[dict[str, float | None]]:
+        """server.csv of one trial (a cell's first trial: `cell.runs[0].trial_id`)."""
+        return read_csv_numbers(self.run_dir / "cells" / trial_id / "server.csv")
+
+    @property
+    def upstream_known(self) -> bool:
+        """False for `--target` without a mock: the cells' upstream latency, hence their ideal, is unknown."""
+        return self.config.get("upstream_known") is not False
+
+    @property
+    def slo(self) -> dict[str, float | None]:
+        found = self.config.get("slo")
+        return dict(found) if isinstance(found, dict) else {}
 
     @property
     def deadline_s(self) -> float | None:
@@ -206,7 +270,9 @@ class RunData:
     def service_model(self) -> ServiceModel | None:
         """From config.json's `service_time_model.per_request` (mean and CV², written by the harness); in an
         older folder, from the mock's latency specs (reports/legacy_service_time.py); else the mean service
-        time, treated as constant."""
+        time, treated as constant. None when the upstream is not known (`--target` without a mock)."""
+        if not self.upstream_known:
+            return None
         recorded = self.config.get("service_time_model")
         per_request = recorded.get("per_request") if isinstance(recorded, Mapping) else None
         if isinstance(per_request, Mapping):
@@ -235,12 +301,91 @@ class RunData:
         return None
 
 
+def read_latencies(path: Path, deadline_s: float | None) -> tuple[float, ...] | None:
+    """A trial's end-to-end latencies as counted (a timeout = the deadline); None without samples.csv."""
+    if not path.is_file():
+        return None
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("kind") == "e2e"]
+    values = []
+    for row in rows:
+        latency = _number(row.get("latency_ms"))
+        if row.get("outcome") == "timeout" and deadline_s:
+            latency = deadline_s * 1000
+        if latency is not None:
+            values.append(latency)
+    return tuple(values)
+
+
+def _mean_text(values: Sequence[str]) -> str:
+    """The mean of numeric texts (e.g. offered_rps over trials), or the first text when not all numbers."""
+    numbers = [_number(v) for v in values]
+    if not numbers or any(n is None for n in numbers):
+        return values[0] if values else ""
+    return f"{sum(n for n in numbers if n is not None) / len(numbers):g}"
+
+
+def aggregate(trials: Sequence[CellSummary]) -> CellSummary:
+    """One cell from its trials: means of per-trial rates, sums of counts, percentiles pooled over the
+    requests (from the stats, which fall back to the trials' own figures without samples); the optional
+    columns in `extra` are the trials' means (numbers) or the first trial's (text)."""
+    first = trials[0]
+    if len(trials) == 1 and first.latencies_ms is None:
+        return first
+    stats = cell_stats([_figures(t) for t in trials])
+    keys = dict.fromkeys(k for t in trials for k in t.extra)
+    extra = {key: _mean_text([t.extra[key] for t in trials if key in t.extra]) for key in keys}
+    extra["testbed_limited"] = "; ".join(
+        dict.fromkeys(t.extra.get("testbed_limited", "") for t in trials if t.extra.get("testbed_limited"))
+    )
+
+    def estimate(p: int) -> float | None:
+        found = stats.percentile(p)
+        return None if found is None else found.estimate
+
+    cpu = [t.generator_cpu_pct for t in trials if t.generator_cpu_pct is not None]
+    return replace(
+        first,
+        trial_id="",
+        trial=0,
+        seed=None,
+        requests=sum(t.requests for t in trials),
+        timeouts=sum(t.timeouts for t in trials),
+        errors=sum(t.errors for t in trials),
+        p50_ms=estimate(50),
+        p95_ms=estimate(95),
+        p99_ms=estimate(99),
+        max_ms=max((t.max_ms for t in trials if t.max_ms is not None), default=None),
+        throughput_rps=None if stats.throughput is None else stats.throughput.estimate,
+        ideal_rps=_mean_of([t.ideal_rps for t in trials]),
+        submit_p99_ms=max((t.submit_p99_ms for t in trials if t.submit_p99_ms is not None), default=None),
+        probe_p99_ms=max((t.probe_p99_ms for t in trials if t.probe_p99_ms is not None), default=None),
+        generator_cpu_pct=max(cpu) if cpu else None,
+        generator_saturated=any(t.generator_saturated for t in trials),
+        extra=extra,
+        trials=tuple(trials),
+        latencies_ms=None,
+    )
+
+
+def _mean_of(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 def load_run(run_dir: Path) -> RunData:
     summary_path = run_dir / "summary.csv"
     if not summary_path.is_file():
         raise RunFolderError(f"{run_dir}: no summary.csv (is this a run folder written by `ragload bench`?)")
     with summary_path.open(newline="", encoding="utf-8") as handle:
-        cells = [parse_summary_row(row) for row in csv.DictReader(handle)]
+        rows = [parse_summary_row(row) for row in csv.DictReader(handle)]
+    by_cell: dict[str, list[CellSummary]] = defaultdict(list)
+    for row in rows:
+        folder = run_dir / "cells" / row.trial_id / "samples.csv"
+        by_cell[row.cell_id].append(
+            replace(row, latencies_ms=read_latencies(folder, row.number("deadline_s")))
+        )
+    cells = [aggregate(sorted(trials, key=lambda t: t.trial)) for _, trials in sorted(by_cell.items())]
     return RunData(
         run_dir=run_dir,
         config=_json(run_dir / "config.json"),

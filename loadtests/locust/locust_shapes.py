@@ -4,7 +4,7 @@ settings.
 Closed loop: RAGLOAD_USERS chat users for RAGLOAD_DURATION_S. Open loop: a pool of users sized for
 RAGLOAD_RATE arrivals per second at the deadline (shapes.pool_size), for RAGLOAD_DURATION_S; the arrival
 times themselves come from each process's ArrivalSchedule (loadtests/locust/user_support.py). Plus the one
-probe.
+probe. With RAGLOAD_GO_FILE the shape holds every user back until that file exists, and counts time from then.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import locust  # isort: split  (first: it monkey-patches the process with gevent)
 
 from loadtests.locust.shapes import PoissonArrivals, Tick, UserSteps
-from loadtests.locust.user_support import settings
+from loadtests.locust.user_support import settings, wait_for_go
 
 PROBE_USERS = 1  # ProbeUser.fixed_count
 
@@ -28,9 +28,13 @@ class CellShape(locust.LoadTestShape):
     def __init__(self) -> None:
         super().__init__()
         self.shape = cell_shape()
+        self.go_at: float | None = None
 
     def tick(self) -> Tick:
-        current = self.shape.tick(self.get_run_time())
+        if self.go_at is None:
+            wait_for_go()  # only this greenlet waits: Locust's shape worker, before any user exists
+            self.go_at = self.get_run_time()
+        current = self.shape.tick(self.get_run_time() - self.go_at)
         if current is None:
             return None
         users, spawn_rate = current

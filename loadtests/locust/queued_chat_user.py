@@ -10,7 +10,6 @@ Past the deadline (the same as the baseline's) the request is a timeout.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +22,11 @@ from loadtests.locust.user_support import (
     LONG_POLL_MAX_S,
     NETWORK_MARGIN_S,
     Start,
+    UserSequence,
     fire_e2e,
     install_listeners,
     next_start,
     outcome_of,
-    question,
     sample_log,
     settings,
 )
@@ -61,15 +60,15 @@ class QueuedChatUser(FastHttpUser):
     wait_time = locust.constant(CONFIG.think_time_s)
 
     def on_start(self) -> None:
-        self.rng = random.Random()
         self.worker_index = getattr(self.environment.runner, "worker_index", 0)
+        self.sequence = UserSequence(self.worker_index)
 
     def _left_s(self, start: Start) -> float:
         return CONFIG.deadline_s - start.elapsed_ms() / 1000
 
     def submit(self, start: Start) -> tuple[str | None, int, float]:
         """(job id or None, HTTP status, submit latency in ms)."""
-        body = {"query": question(self.rng), "top_k": CONFIG.top_k}
+        body = {"query": start.query, "top_k": CONFIG.top_k}
         with self.client.post("/chat", json=body, name="POST /chat (submit)", catch_response=True) as resp:
             status = resp.status_code or 0
             latency_ms = start.elapsed_ms()
@@ -107,7 +106,7 @@ class QueuedChatUser(FastHttpUser):
 
     @locust.task
     def chat(self) -> None:
-        start = next_start(self.worker_index)
+        start = next_start(self.worker_index, self.sequence)
         if start is None:
             raise StopUser()
         job_id, submit_status, submit_ms = self.submit(start)
@@ -139,6 +138,7 @@ class QueuedChatUser(FastHttpUser):
             run_ms=timings.get("run"),
             polls=waited.polls if waited else None,
             lag_ms=start.lag_ms,
+            request=start.request,
         )
         sample_log().write(sample)
         return sample

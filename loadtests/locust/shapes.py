@@ -17,6 +17,7 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Tick = tuple[int, float] | None
 
@@ -108,12 +109,18 @@ class PoissonArrivals:
             t += rng.expovariate(self.rate)
 
 
+class Arrival(NamedTuple):
+    due: float  # when the arrival was due (the schedule's clock)
+    lag: float  # how late it was claimed, in seconds (0: a user was free in time)
+    position: int  # its place in the schedule, 0 for the first: names the request (the same in every cell)
+
+
 @dataclass
 class ArrivalSchedule:
     """The arrival times shared by all users of one generator process (gevent is cooperative: no lock).
 
-    `claim()` hands out the next arrival as an absolute time (same clock as `clock`), or None once the
-    arrivals are over. A claim made after its arrival time means no user was free when it was due.
+    `claim()` hands out the next arrival (absolute time on the same clock as `clock`, lag, index), or None
+    once the arrivals are over. A claim made after its arrival time means no user was free when it was due.
     """
 
     arrivals: PoissonArrivals
@@ -121,13 +128,14 @@ class ArrivalSchedule:
     clock: Callable[[], float]
     late: int = 0
     max_lag_s: float = 0.0
+    claimed: int = 0
     _offsets: Iterator[float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._offsets = self.arrivals.offsets()
 
-    def claim(self) -> tuple[float, float] | None:
-        """(arrival time, lag in seconds: how late the arrival was claimed) or None when over."""
+    def claim(self) -> Arrival | None:
+        """The next arrival, or None when they are over."""
         offset = next(self._offsets, None)
         if offset is None:
             return None
@@ -136,4 +144,5 @@ class ArrivalSchedule:
         if lag > LATE_TOLERANCE_S:
             self.late += 1
             self.max_lag_s = max(self.max_lag_s, lag)
-        return due, lag
+        self.claimed += 1
+        return Arrival(due, lag, self.claimed - 1)

@@ -8,18 +8,16 @@ FastHttpUser (geventhttpclient): ~5× the request rate of HttpUser per generator
 
 from __future__ import annotations
 
-import random
-
 import locust  # isort: split  (first: it monkey-patches the process with gevent)
 from locust.contrib.fasthttp import FastHttpUser
 from locust.exception import StopUser
 
 from loadtests.locust.user_support import (
+    UserSequence,
     fire_e2e,
     install_listeners,
     next_start,
     outcome_of,
-    question,
     sample_log,
     settings,
 )
@@ -36,15 +34,15 @@ class SyncChatUser(FastHttpUser):
     wait_time = locust.constant(CONFIG.think_time_s)
 
     def on_start(self) -> None:
-        self.rng = random.Random()
         self.worker_index = getattr(self.environment.runner, "worker_index", 0)
+        self.sequence = UserSequence(self.worker_index)
 
     @locust.task
     def chat(self) -> None:
-        start = next_start(self.worker_index)
+        start = next_start(self.worker_index, self.sequence)
         if start is None:
             raise StopUser()
-        body = {"query": question(self.rng), "top_k": CONFIG.top_k}
+        body = {"query": start.query, "top_k": CONFIG.top_k}
         with self.client.post("/chat", json=body, name="POST /chat (sync)", catch_response=True) as resp:
             status = resp.status_code or 0
             latency_ms = start.elapsed_ms()
@@ -62,6 +60,7 @@ class SyncChatUser(FastHttpUser):
             outcome=outcome,
             status=status,
             lag_ms=start.lag_ms,
+            request=start.request,
         )
         sample_log().write(sample)
         fire_e2e(self.environment, "chat (sync, end to end)", sample)

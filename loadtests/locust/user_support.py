@@ -6,11 +6,12 @@ never by the sweep, which configures a scenario through the RAGLOAD_* environmen
 
 from __future__ import annotations
 
+import itertools
 import os
-import random
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,11 @@ QUESTIONS = (
     "Why do closed-loop load generators hide tail latency?",
     "How do I parse command line arguments?",
 )
+# A request's tag, appended to its query so that no two requests of a cell share their content (the mock keys
+# each call's latency draw on it). Punctuation only: the mock's lexical embedding reads [a-z0-9] words, so a
+# tagged question retrieves exactly the passages of the plain one (tests/loadtests/test_requests.py).
+TAG_SYMBOLS = "!#$%&*+-/:;<=>?@"
+TAG_LENGTH = 12  # 48 bits: two requests of one run share a tag with odds of about n² / 2⁴⁹
 
 
 class ScenarioSettings(BaseSettings):
@@ -57,6 +63,7 @@ class ScenarioSettings(BaseSettings):
     top_k: int = Field(default=4, ge=1)
     generator_processes: int = Field(default=1, ge=1)
     architecture: Literal["queued", "sync"] = "queued"  # the system under test (labels the probe samples)
+    go_file: Path | None = None  # set: hold the load until this file exists (the sweep prepares meanwhile)
 
     @property
     def probe_mode(self) -> str:
@@ -86,6 +93,16 @@ class SampleLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+GO_POLL_S = 0.02
+
+
+def wait_for_go() -> None:
+    """Block this greenlet until RAGLOAD_GO_FILE exists (at once when none is set)."""
+    go_file = settings().go_file
+    while go_file is not None and not go_file.exists():
+        gevent.sleep(GO_POLL_S)
 
 
 @lru_cache(maxsize=1)
@@ -121,24 +138,48 @@ class Start:
     epoch: float  # when the request was due (seconds since the epoch)
     perf: float  # perf_counter() when it was actually sent
     lag_ms: float  # how late it was sent after it was due (0 in closed loop)
+    request: str = ""  # the request's name: which request of the load this is (see request_query)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.perf) * 1000 + self.lag_ms
 
+    @property
+    def query(self) -> str:
+        return request_query(self.request)
 
-def next_start(worker_index: int) -> Start | None:
-    """Closed loop: now. Open loop: sleep until the next arrival this user claims; None when over."""
+
+class UserSequence:
+    """A closed-loop user's requests: user u of generator process p sends `u<p>.<u>.<n>` as its n-th.
+
+    Users are numbered in the order this process starts them; whichever order that is, the cells at one load
+    get the same set of user sequences, so the n-th request of user u is the same request in each of them.
+    """
+
+    _numbers = itertools.count()
+
+    def __init__(self, worker_index: int) -> None:
+        self.prefix = f"u{worker_index}.{next(UserSequence._numbers)}"
+        self.sent = 0
+
+    def next_name(self) -> str:
+        self.sent += 1
+        return f"{self.prefix}.{self.sent - 1}"
+
+
+def next_start(worker_index: int, user: UserSequence | None = None) -> Start | None:
+    """Closed loop: now, the user's next request. Open loop: sleep until the next arrival this user claims
+    (request `a<p>.<i>`: the i-th arrival of generator process p); None when over."""
     if settings().load == "closed":
-        return Start(time.time(), time.perf_counter(), 0.0)
+        name = user.next_name() if user is not None else ""
+        return Start(time.time(), time.perf_counter(), 0.0, name)
     claimed = arrival_schedule(worker_index).claim()
     if claimed is None:
         return None
-    due, _ = claimed
-    delay = due - time.time()
+    delay = claimed.due - time.time()
     if delay > 0:
         gevent.sleep(delay)
-    lag_ms = max(0.0, time.time() - due) * 1000
-    return Start(due, time.perf_counter(), lag_ms)
+    lag_ms = max(0.0, time.time() - claimed.due) * 1000
+    return Start(claimed.due, time.perf_counter(), lag_ms, f"a{worker_index}.{claimed.position}")
 
 
 _listening: set[int] = set()
@@ -152,8 +193,16 @@ def install_listeners(events: Any) -> None:
     events.quitting.add_listener(lambda **_: sample_log().close())
 
 
-def question(rng: random.Random) -> str:
-    return rng.choice(QUESTIONS)
+def request_query(name: str, seed: int | None = None) -> str:
+    """The query of request `name` under the cell's seed: a question and a tag, both chosen by a stable hash
+    of (seed, name). Every cell at one load in one trial shares the seed, so request `a0.17` asks the same
+    thing of the queued system and of the baseline, and the mock draws the same upstream latency for it."""
+    seed = settings().seed if seed is None else seed
+    number = int.from_bytes(blake2b(f"{seed}|{name}".encode(), digest_size=8).digest(), "little")
+    question = QUESTIONS[number % len(QUESTIONS)]
+    number //= len(QUESTIONS)
+    tag = "".join(TAG_SYMBOLS[(number >> (4 * i)) & 0xF] for i in range(TAG_LENGTH))
+    return f"{question} [{tag}]"
 
 
 def outcome_of(status: int, elapsed_ms: float, deadline_s: float) -> str:

@@ -3,6 +3,9 @@
 One process by default; with `generator_processes > 1`, a master and that many workers (distributed
 Locust), for loads past one core. The cell is described to the scenarios by RAGLOAD_* environment variables
 (loadtests/locust/user_support.py); the shape is loadtests/locust/locust_shapes.py.
+
+With a `go_file`, the processes start at once but hold the load until `go()` creates that file: the sweep
+starts Locust (a second or more of imports) while it prepares the stack for the trial, instead of after.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class LocustRun:
     seed: int = 0
     probe_interval_s: float = 0.5
     top_k: int = 4
+    go_file: Path | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: float = 0.0
 
@@ -63,6 +67,8 @@ class LocustRun:
             "RAGLOAD_TOP_K": str(self.top_k),
             "RAGLOAD_GENERATOR_PROCESSES": str(self.generator_processes),
         }
+        if self.go_file is not None:
+            env["RAGLOAD_GO_FILE"] = str(self.go_file)
         if cell.rate is not None:
             env["RAGLOAD_RATE"] = str(cell.rate)
         if cell.architecture == "queued":
@@ -112,6 +118,12 @@ class LocustRun:
         finally:
             log.close()  # each child holds its own copy
         return self
+
+    def go(self) -> None:
+        """Release the load of processes started with a `go_file` (the cell's time starts now)."""
+        if self.go_file is not None:
+            self.go_file.touch()
+        self.started = time.time()
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs if p.poll() is None]

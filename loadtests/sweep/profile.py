@@ -1,15 +1,27 @@
 """Sweep profiles: TOML files (loadtests/profiles/*.toml) validated into a list of cells.
 
-A profile has a `[run]` table (durations, deadline, seed, wall-time budget), a `[mock]` table (the latency
-model the stack's mock serves) and `[[group]]` tables, each expanded into cells: one per worker count ×
-user count (closed loop) or × arrival rate (open loop). Every cell of a run shares one client deadline.
+A profile has a `[run]` table (durations, deadline, seed, repeats, wall-time budget), a `[mock]` table (the
+latency model the stack's mock serves) and `[[group]]` tables, each expanded into cells: one per worker
+count × user count (closed loop) or × arrival rate (open loop). Every cell of a run shares one client
+deadline.
+
+Each cell runs `repeats` times (a group may set its own). Trial k of every cell at one load (closed: users;
+open: arrival rate) gets the same seed, `load_seed(run seed, load, k)`, whatever its architecture, mode or
+worker count: the same arrival times and the same sequence of requests, hence (the mock drawing each call's
+latency from the seed and the request's content) the same upstream latency per request — common random
+numbers, so that a difference between two cells at one load is the systems', not the luck of the draw.
+`run_order` interleaves the trials: round k runs trial k of every cell, so that drift of a shared machine
+spreads over every cell rather than over one side of a comparison.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import tomllib
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from hashlib import blake2b
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +50,7 @@ class RunSettings(BaseModel):
     duration_s: float = Field(default=10.0, gt=0)
     deadline_s: float = Field(default=30.0, gt=0, le=300)
     seed: int = 7
+    repeats: int = Field(default=1, ge=1, le=100, description="trials of every cell, each with its own seed")
     probe_interval_s: float = Field(default=0.5, gt=0)
     top_k: int = Field(default=4, ge=1, le=20)
     max_wall_s: float | None = Field(default=None, gt=0, description="budget the estimate must fit in")
@@ -128,6 +141,8 @@ class Group(BaseModel):
     processes: int = Field(default=1, ge=1)
     threads: int | None = Field(default=None, ge=1)
     poll_interval_s: float = Field(default=0.25, gt=0)
+    repeats: int | None = Field(default=None, ge=1, le=100, description="overrides [run] repeats")
+    why: str = ""  # what the group's cells are for in the report (printed by --dry-run)
 
     @model_validator(mode="after")
     def _consistent(self) -> Group:
@@ -171,7 +186,11 @@ class Profile(BaseModel):
 
 @dataclass(frozen=True)
 class Cell:
-    """One measurement: one architecture and configuration at one load, with the stack reset before it."""
+    """One trial of one cell: one architecture and configuration at one load, with the stack reset before it.
+
+    `cell` names the configuration at its load (what the report aggregates over trials); `cell_id` names the
+    trial (its folder in the run): `cell` itself when the cell runs once, else `cell` + `-trial<k>`.
+    """
 
     index: int
     cell_id: str
@@ -184,12 +203,17 @@ class Cell:
     duration_s: float
     warmup_s: float
     deadline_s: float
-    service_time_ms: float
+    service_time_ms: float | None  # None: the upstream's latency is unknown (--target without a mock)
     processes: int | None = None
     threads: int | None = None
     concurrency: int | None = None  # baseline requests served at once; None = upstream-bound (asyncio)
     poll_interval_s: float | None = None
-    overhead_ms: float = 0.0  # measured per-request cost of the machinery at zero upstream latency
+    overhead_ms: float = 0.0  # the job path's own time per request at zero upstream latency (shown, not in S)
+    cell: str = ""
+    trial: int = 1
+    repeats: int = 1
+    seed: int = 0  # load_seed: the same for every cell at this load in this trial
+    why: str = ""  # the group's reason to be in the profile
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -231,19 +255,32 @@ def _loads(group: Group, workers: int | None) -> list[tuple[int | None, float | 
     return [(users, None) for users in group.users or []]
 
 
-def expand(profile: Profile) -> list[Cell]:
+def load_seed(run_seed: int, load: str, value: float, trial: int) -> int:
+    """The seed of trial `trial` at one load: a stable hash, so that adding or reordering cells in a profile
+    changes no other cell's seed (`random` and Python's `hash()` are not stable across processes)."""
+    digest = blake2b(f"{run_seed}|{load}|{value:g}|{trial}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+
+
+def expand(profile: Profile, repeats: int | None = None) -> list[Cell]:
+    """Every trial of every cell, trials of one cell together (`run_order` sets the order they run in);
+    `repeats` (`ragload bench --repeats N`) overrides the profile's for every group."""
     cells: list[Cell] = []
     service_ms = profile.mock.service_time_s * 1000
+    index = 0
     for group in profile.group:
         worker_counts: list[int | None] = list(group.workers) if group.workers else [None]
         sync = group.architecture == "sync"
+        trials = repeats or group.repeats or profile.run.repeats
         for workers in worker_counts:
             for users, rate in _loads(group, workers):
-                index = len(cells) + 1
-                cells.append(
+                index += 1
+                name = _cell_id(index, group, workers, users, rate)
+                load_value = float(users) if users is not None else float(rate or 0)
+                cells.extend(
                     Cell(
                         index=index,
-                        cell_id=_cell_id(index, group, workers, users, rate),
+                        cell_id=name if trials == 1 else f"{name}-trial{trial}",
                         architecture=group.architecture,
                         mode=group.mode,
                         load=group.load,
@@ -260,14 +297,61 @@ def expand(profile: Profile) -> list[Cell]:
                         if sync
                         else None,
                         poll_interval_s=group.poll_interval_s if group.mode == "poll" else None,
+                        cell=name,
+                        trial=trial,
+                        repeats=trials,
+                        seed=load_seed(profile.run.seed, group.load, load_value, trial),
+                        why=group.why,
                     )
+                    for trial in range(1, trials + 1)
                 )
     return cells
 
 
+def _stack_config(cell: Cell) -> tuple[str, int, str]:
+    """What the stack must be switched to for a cell: its worker count or its baseline's configuration."""
+    return (cell.architecture, cell.workers or 0, str(cell.baseline_key))
+
+
+def run_order(cells: Sequence[Cell], seed: int) -> list[Cell]:
+    """Round k runs trial k of every cell, so that drift of a shared machine spreads over every cell (and
+    the two sides of a comparison run close in time). Within a round, the cells of one stack configuration
+    run together (each switch scales the workers or restarts the baseline) in a seeded shuffled order, and
+    the configurations come in a serpentine: ascending (queued by worker count, then the baseline's) in odd
+    rounds, descending in even ones, so a round starts where the previous one ended and the workers grow or
+    shrink a step at a time."""
+    ordered: list[Cell] = []
+    for trial in sorted({c.trial for c in cells}):
+        rng = random.Random(f"{seed}|order|{trial}")
+        configs: dict[tuple[str, int, str], list[Cell]] = {}
+        for cell in cells:
+            if cell.trial == trial:
+                configs.setdefault(_stack_config(cell), []).append(cell)
+        for key in sorted(configs, reverse=len(ordered) > 0 and trial % 2 == 0):
+            members = configs[key]
+            rng.shuffle(members)
+            ordered.extend(members)
+    return ordered
+
+
+def with_overhead(cells: Sequence[Cell], overhead_ms: dict[str, float]) -> list[Cell]:
+    return [replace(c, overhead_ms=overhead_ms.get(c.architecture, 0.0)) for c in cells]
+
+
+def overloaded(cell: Cell) -> bool:
+    """Open loop past the server side's capacity (W/S or concurrency/S): requests are still in flight when
+    the arrivals end, and the trial waits for them up to the deadline."""
+    if cell.load != "open" or not cell.service_time_ms or cell.rate is None:
+        return False
+    servers = cell.workers if cell.architecture == "queued" else cell.concurrency
+    return servers is not None and cell.rate > servers / (cell.service_time_ms / 1000)
+
+
 def estimated_wall_s(profile: Profile, cells: list[Cell] | None = None) -> float:
     cells = cells if cells is not None else expand(profile)
-    per_cell = sum(c.warmup_s + c.duration_s + CELL_OVERHEAD_S for c in cells)
+    per_cell = sum(
+        c.warmup_s + c.duration_s + CELL_OVERHEAD_S + (c.deadline_s if overloaded(c) else 0.0) for c in cells
+    )
     return STACK_START_S + per_cell
 
 

@@ -1,16 +1,21 @@
 """`ragload bench`: run a profile's cells against both architectures and write a run folder, then its report.
 
-For each cell: settle (no upstream call in flight), scale the workers or restart the baseline as the cell
-needs, reset the queue and the mock's counters, run Locust headless in subprocesses (never imported here:
-it patches the process with gevent), sample the server side every 0.5 s, then keep the measured window
-(warm-up discarded) and summarise it. Progress: cell i of n, elapsed, expected remaining.
+Each cell runs as many trials as the profile (or `--repeats`) says, in rounds (profile.run_order): round k
+runs trial k of every cell, so that the trials of two cells compared at one load share their seed and sit
+close in time. For each trial: settle (no upstream call in flight), scale the workers or restart the
+baseline as the cell needs, reset the queue, seed the mock with the trial's seed and reset its counters and
+draws, run Locust headless in subprocesses (never imported here: it patches the process with gevent),
+sample the server side every 0.5 s, then keep the measured window (warm-up discarded) and summarise it.
+Progress: trial i of n, elapsed, expected remaining.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import statistics
 import sys
 import time
 import urllib.error
@@ -25,7 +30,16 @@ from loadtests.faults.profile import is_fault_profile
 from loadtests.stack.services import free_port
 from loadtests.sweep import calibrate
 from loadtests.sweep.locust_process import LocustError, LocustRun
-from loadtests.sweep.profile import Cell, Profile, ProfileError, estimated_wall_s, expand, load_profile
+from loadtests.sweep.profile import (
+    Cell,
+    Profile,
+    ProfileError,
+    estimated_wall_s,
+    expand,
+    load_profile,
+    run_order,
+    with_overhead,
+)
 from loadtests.sweep.run_folder import (
     collect,
     git_revision,
@@ -37,7 +51,7 @@ from loadtests.sweep.run_folder import (
     write_json,
 )
 from loadtests.sweep.sampler import QueueProbe, ServerSampler
-from loadtests.sweep.summary import summarize, write_summary
+from loadtests.sweep.summary import Slo, SloError, summarize, write_summary
 
 DEFAULT_OUT = Path("reports/runs")
 QUIET_S = 0.3  # no upstream call in flight and none started for this long: the previous cell is over
@@ -183,7 +197,7 @@ class SweepState:
 
 
 def prepare(
-    cell: Cell, target: Target, state: SweepState, seed: int, latency: Mapping[str, str] | None = None
+    cell: Cell, target: Target, state: SweepState, seed: int, latency: Mapping[str, object] | None = None
 ) -> dict[str, Any]:
     """Make the target ready for `cell`; `latency`: the profile's mock model, applied to the mock (an external
     mock may have been started with another, and the cell's ideal throughput assumes the profile's)."""
@@ -212,12 +226,45 @@ def host_for(cell: Cell, target: Target) -> str:
     return url
 
 
+def upstream_calls(mock_url: str) -> dict[str, Any] | None:
+    """GET /_mock/calls (each call's request key and latency draw since the last reset), or None from a mock
+    that does not offer it."""
+    try:
+        return _http_json(f"{mock_url}/_mock/calls")
+    except urllib.error.HTTPError as exc:
+        if exc.code in (404, 405):
+            return None
+        raise
+
+
+def write_upstream_calls(path: Path, calls: Mapping[str, Any]) -> dict[str, Any]:
+    """The mock's call log as CSV next to the trial's samples; returns the mean draw per endpoint (ms) and
+    their sum, the upstream time the trial's requests actually drew (vs the configured S)."""
+    fields = list(calls.get("fields") or [])
+    rows = list(calls.get("calls") or [])
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.writer(handle)
+        out.writerow(fields)
+        out.writerows(rows)
+    if "endpoint" not in fields or "draw_ms" not in fields:
+        return {}
+    endpoint, draw = fields.index("endpoint"), fields.index("draw_ms")
+    means: dict[str, float] = {}
+    for name in sorted({row[endpoint] for row in rows}):
+        draws = [float(row[draw]) for row in rows if row[endpoint] == name and row[draw] is not None]
+        if draws:
+            means[name] = round(statistics.fmean(draws), 3)
+    return {
+        "upstream_calls": len(rows),
+        "upstream_draw_mean_ms": means,
+        "upstream_draw_ms": round(sum(means.values()), 3) if means else None,
+    }
+
+
 def run_cell(
     cell: Cell, target: Target, run_dir: Path, profile: Profile, args: argparse.Namespace, state: SweepState
 ) -> dict[str, Any]:
-    seed = profile.run.seed * 1000 + cell.index
-    latency = {"chat_latency": profile.mock.chat_latency, "embed_latency": profile.mock.embed_latency}
-    extra = prepare(cell, target, state, seed, latency)
+    latency = profile.mock.live_config()  # the upstream profile's keys (if any), then the latencies given
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
     locust = LocustRun(
@@ -226,12 +273,19 @@ def run_cell(
         samples_dir=cell_dir / "raw",
         log_path=cell_dir / "locust.log",
         generator_processes=args.locust_workers or 1,
-        seed=seed,
+        seed=cell.seed,
         probe_interval_s=profile.run.probe_interval_s,
         top_k=profile.run.top_k,
+        go_file=cell_dir / "go",
     )
+    locust.start()  # its imports overlap the preparation; the load waits for go()
+    try:
+        extra = prepare(cell, target, state, cell.seed, latency)
+    except BaseException:
+        locust.kill()
+        raise
     queue = QueueProbe(target.urls.get("redis"), target.queue_name)
-    locust.start()
+    locust.go()
     sampler = ServerSampler(target.pids, locust.pids, queue).start()
     try:
         locust.wait()
@@ -239,6 +293,7 @@ def run_cell(
         server_rows = sampler.stop()
         queue.close()
     data = collect(cell, cell_dir / "raw", server_rows, fallback_start=locust.started)
+    (cell_dir / "go").unlink(missing_ok=True)
     if not args.keep_raw:
         for path in (cell_dir / "raw").glob("raw-*.csv"):
             path.unlink()
@@ -246,9 +301,13 @@ def run_cell(
     mock = target.urls.get("mock")
     if mock:
         extra["mock_stats"] = _http_json(f"{mock}/_mock/stats")
+        calls = upstream_calls(mock)
+        if calls is not None:
+            extra.update(write_upstream_calls(cell_dir / "upstream_calls.csv", calls))
     extra["generator_processes"] = locust.generator_processes
     write_cell(cell_dir, cell, data, extra)
-    return summarize(cell, data.samples, data.server, data.late_arrivals, data.completed_ok)
+    row = summarize(cell, data.samples, data.server, data.late_arrivals, data.completed_ok, args.slo_parsed)
+    return {**row, "upstream_draw_ms": extra.get("upstream_draw_ms")}
 
 
 # ---- progress ------------------------------------------------------------------------------------------
@@ -266,12 +325,13 @@ def progress_line(i: int, n: int, cell: Cell, state: SweepState, left: Sequence[
 
 def result_line(row: Mapping[str, Any]) -> str:
     flag = "  GENERATOR SATURATED" if row["generator_saturated"] else ""
+    flag += f"  TESTBED-LIMITED ({row['testbed_limited']})" if row.get("testbed_limited") else ""
     late = f", {row['late_arrivals']} late arrivals" if row.get("late_arrivals") else ""
     return (
         f"      {row['requests']} requests, {row['timeouts']} timeouts, {row['errors']} errors; "
         f"p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms; {row['throughput_rps']} rps "
         f"of ideal {row['ideal_rps']} ({row['ideal_bound']}); "
-        f"generator {row['generator_cpu_pct']} %{late}{flag}"
+        f"generator {row['generator_cpu_pct']} %, machine {row.get('cpu_machine_pct')} %{late}{flag}"
     )
 
 
@@ -295,6 +355,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--locust-workers", type=int, default=0, help="distributed Locust: a master and N worker processes"
     )
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="trials of every cell (overrides the profile's `repeats`); each trial has its own seed, shared "
+        "by every cell at the same load, and the trials run in interleaved rounds",
+    )
+    parser.add_argument(
+        "--slo",
+        default="",
+        help="service-level objective for goodput: e2e=DURATION[,submit=DURATION] (submit: queued only); "
+        "default: e2e = the deadline",
+    )
+    parser.add_argument(
         "--only", help="run only the cells whose id (fault profiles: the scenarios whose name) contains this"
     )
     parser.add_argument(
@@ -308,8 +381,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-calibrate",
         dest="calibrate",
         action="store_false",
-        help="skip measuring the per-request overhead at zero upstream latency (ideal_rps then uses the "
-        "configured latency alone)",
+        help="skip measuring the job path's own time per request at zero upstream latency (shown beside "
+        "ideal_rps, which always uses the configured latency alone)",
     )
 
 
@@ -349,18 +422,31 @@ def main(args: argparse.Namespace) -> int:
     try:
         profile = load_profile(args.profile)
         target = parse_target(args.target) if args.target else None
-    except (ProfileError, ValueError) as exc:
+        args.slo_parsed = Slo.parse(getattr(args, "slo", ""))
+        if getattr(args, "repeats", None) is not None and args.repeats < 1:
+            raise ValueError("--repeats must be at least 1")
+    except (ProfileError, SloError, ValueError) as exc:
         print(f"ragload bench: {exc}", file=sys.stderr)
         return 2
-    cells = [c for c in expand(profile) if not args.only or args.only in c.cell_id]
+    cells = [
+        c for c in expand(profile, getattr(args, "repeats", None)) if not args.only or args.only in c.cell
+    ]
     if not cells:
         print(f"ragload bench: no cell id contains '{args.only}'", file=sys.stderr)
         return 2
+    cells = run_order(cells, profile.run.seed)
+    if target is not None and not target.urls.get("mock"):
+        # The profile's latency model never reaches an upstream we cannot configure: no ideal to compare with.
+        cells = [replace(c, service_time_ms=None) for c in cells]
     expected_min = estimated_wall_s(profile, cells) / 60
-    print(f"profile {args.profile}: {len(cells)} cells, expected about {expected_min:.1f} min")
+    names = {c.cell for c in cells}
+    print(
+        f"profile {args.profile}: {len(names)} cells, {len(cells)} trials, "
+        f"expected about {expected_min:.1f} min"
+    )
     if args.dry_run:
-        for cell in cells:
-            print(f"  {cell.cell_id}")
+        for line in dry_run_lines(cells):
+            print(line)
         return 0
     run_dir = new_run_dir(args.out)
     print(f"run folder {run_dir}", flush=True)
@@ -388,8 +474,8 @@ def main(args: argparse.Namespace) -> int:
             if args.calibrate and target is None:  # only a stack we size ourselves can be calibrated
                 overhead = calibrate.measure(stack.urls, stack.scale_workers, stack.reset)
             meta["overhead_ms"] = overhead
-            print(f"machinery overhead per request at zero upstream latency (ms): {overhead}", flush=True)
-            cells = [replace(c, overhead_ms=overhead.get(c.architecture, 0.0)) for c in cells]
+            print(f"job path's own time per request at zero upstream latency (ms): {overhead}", flush=True)
+            cells = with_overhead(cells, overhead)
             write_json(run_dir / "config.json", {**run_config(args, profile, cells), "overhead_ms": overhead})
             for i, cell in enumerate(cells, 1):
                 print(progress_line(i, len(cells), cell, state, cells[i - 1 :]), flush=True)
@@ -417,14 +503,30 @@ def _initial_baseline(cells: Sequence[Cell]) -> tuple[str, int, int | None] | No
     return next((c.baseline_key for c in cells if c.baseline_key is not None), None)
 
 
+def dry_run_lines(cells: Sequence[Cell]) -> list[str]:
+    """Each cell with its trial count and why it is in the profile, then the order the trials run in."""
+    first = {c.cell: c for c in sorted(cells, key=lambda c: (c.index, c.trial))}
+    lines = [
+        f"  {name} ×{cell.repeats}" + (f": {cell.why}" if cell.why else "") for name, cell in first.items()
+    ]
+    lines.append("  run order: " + ", ".join(c.cell_id for c in cells))
+    return lines
+
+
 def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]) -> dict[str, Any]:
     from mocks.latency import LatencySpec
 
     chat, embed = LatencySpec.parse(profile.mock.chat_latency), LatencySpec.parse(profile.mock.embed_latency)
+    slo: Slo = getattr(args, "slo_parsed", Slo())
+    upstream_known = all(c.service_time_ms is not None for c in cells)
     return {
         "profile": args.profile,
         "resolved": profile.model_dump(),
         "deadline_s": profile.run.deadline_s,
+        "repeats": sorted({c.repeats for c in cells}),
+        "slo": slo.as_dict(),
+        # False: --target without a mock: the upstream's latency is unknown, so is every cell's ideal
+        "upstream_known": upstream_known,
         "service_time_model": {
             "chat_latency": profile.mock.chat_latency,
             "embed_latency": profile.mock.embed_latency,
@@ -436,7 +538,7 @@ def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]
         },
         "target": args.target or "embedded",
         "locust_workers": args.locust_workers,
-        "cells": [c.as_dict() for c in cells],
+        "cells": [c.as_dict() for c in cells],  # in the order they ran
         "expected_wall_s": round(estimated_wall_s(profile, list(cells))),
     }
 

@@ -4,6 +4,8 @@ A thread in the sweep process (which never imports Locust). CPU is psutil's per-
 (% of one core since the previous sample), summed over a role's processes and their children (uvicorn
 workers, the worker pool's forks). `cpu_generator` is the BUSIEST generator process, not their sum: one
 Locust process is one core, so that is the figure that says whether the generator was the limit.
+`cpu_machine` is the whole machine's CPU in the same unit (200 % = both cores of a 2-core box busy), whoever
+uses it: the figure that says whether the testbed, not the architecture, was the limit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ SERVER_COLUMNS = (
     "cpu_mock",
     "cpu_valkey",
     "cpu_generator",
+    "cpu_machine",
 )
 _ROLE_COLUMN = {"api": "cpu_api", "worker": "cpu_workers", "baseline": "cpu_baseline", "mock": "cpu_mock",
                 "valkey": "cpu_valkey"}  # fmt: skip
@@ -120,11 +123,12 @@ class ServerSampler:
         self.interval_s = interval_s
         self.rows: list[dict[str, Any]] = []
         self._meter = CpuMeter()
+        self._cores = psutil.cpu_count() or 1
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="server-sampler", daemon=True)
 
     def start(self) -> ServerSampler:
-        self.sample()  # primes the CPU meters
+        self.sample()  # primes the CPU meters (psutil's system-wide one too)
         self.rows.clear()
         self._thread.start()
         return self
@@ -154,4 +158,5 @@ class ServerSampler:
             row[_ROLE_COLUMN[role]] = round(sum(self._meter.percents(pids).values()), 1)
         generator = self._meter.percents(self._meter.expand(self.generator_pids()))
         row["cpu_generator"] = round(max(generator.values(), default=0.0), 1)
+        row["cpu_machine"] = round(psutil.cpu_percent(None) * self._cores, 1)
         return row

@@ -24,6 +24,7 @@ SAMPLE_COLUMNS = (
     "queue_wait_ms",
     "run_ms",
     "polls",
+    "request",
 )
 RAW_COLUMNS = ("start", "lag_ms", *SAMPLE_COLUMNS[1:])
 OUTCOMES = ("ok", "timeout", "error")
@@ -45,6 +46,8 @@ class Sample:
     run_ms: float | None = None
     polls: int | None = None
     lag_ms: float = 0.0  # raw only: how late the arrival was started (open loop; pool exhausted if > 0)
+    request: str = ""  # the request's name (user_support.request_query): the same request in every cell at
+    # one load and trial, so cells can be compared request by request; a submit and its e2e share it
 
     def cells(self) -> list[str]:
         return [
@@ -58,6 +61,7 @@ class Sample:
             _opt(self.queue_wait_ms),
             _opt(self.run_ms),
             "" if self.polls is None else str(self.polls),
+            self.request,
         ]
 
 
@@ -102,6 +106,7 @@ def read_raw(path: Path) -> Iterator[Sample]:
                 run_ms=_float(row["run_ms"]),
                 polls=int(row["polls"]) if row["polls"] else None,
                 lag_ms=float(row["lag_ms"]),
+                request=row.get("request") or "",
             )
 
 
@@ -130,6 +135,7 @@ def read_samples(path: Path) -> list[Sample]:
                 queue_wait_ms=_float(row["queue_wait_ms"]),
                 run_ms=_float(row["run_ms"]),
                 polls=int(row["polls"]) if row["polls"] else None,
+                request=row.get("request") or "",
             )
             for row in csv.DictReader(handle)
         ]

@@ -2,25 +2,41 @@
 
 Rules (docs/architecture.md, "Measurement rules"): percentiles are over ALL end-to-end requests, a timeout
 counted with latency = the deadline (never dropped); throughput counts only ok responses; `ideal_rps` is the
-physical limit of the cell (the lower of the server-side and the client-side bound).
-Percentiles are nearest-rank: p99 is a latency that at least 99 % of the requests did not exceed.
+physical limit of the cell (the lower of the server-side and the client-side bound), from the configured
+upstream time alone. Percentiles are nearest-rank: p99 is a latency that at least 99 % of the requests did
+not exceed. One row is one trial; the report aggregates a cell's trials and puts intervals on them.
+
+Goodput: requests started in the window and answered ok within the SLO (default: the deadline; for the
+queued system also a submit SLO), per second. Testbed limit: a cell whose single-process server (API,
+single-process baseline, mock, Valkey) averaged ≥ 85 % of a core, or whose machine averaged ≥ 90 % of all
+its cores, measured the machine as much as the architecture.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loadtests.sweep.profile import Cell
 from loadtests.sweep.samples import Sample
+from mocks.latency import parse_duration
 
 GENERATOR_SATURATED_PCT = 80.0  # one generator process above this share of a core delays its own requests
+SINGLE_PROCESS_BUSY_PCT = 85.0  # a one-process server this busy is near its core's limit (the GIL's too)
+MACHINE_BUSY_SHARE = 0.90  # the whole machine this busy: every process waits for a core
+# Roles that run as one process whatever the cell: the API, the mock, Valkey (the baseline too at p1).
+SINGLE_PROCESS_ROLES = {"api": "cpu_api", "mock": "cpu_mock", "valkey": "cpu_valkey"}
 
 SUMMARY_COLUMNS = (
     "cell_id",
+    "cell",
+    "trial",
+    "seed",
     "architecture",
     "mode",
     "load",
@@ -49,6 +65,7 @@ SUMMARY_COLUMNS = (
     "overhead_ms",
     "deadline_s",
     "duration_s",
+    "warmup_s",
     "submit_p99_ms",
     "probe_p99_ms",
     "probe_timeouts",
@@ -61,7 +78,53 @@ SUMMARY_COLUMNS = (
     "mean_busy_workers",
     "generator_cpu_pct",
     "generator_saturated",
+    "slo_e2e_ms",
+    "slo_submit_ms",
+    "slo_ok",
+    "slo_attainment",
+    "goodput_rps",
+    "cpu_machine_pct",
+    "busiest_process",
+    "busiest_process_pct",
+    "testbed_limited",
+    "upstream_draw_ms",  # the trial's mean upstream draw per request (mock's GET /_mock/calls), vs S
 )
+
+
+class SloError(ValueError):
+    """An --slo that cannot be parsed; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Service-level objectives per request: end-to-end (None: the deadline) and, queued only, submit."""
+
+    e2e_ms: float | None = None
+    submit_ms: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Slo:
+        """`e2e=2s,submit=200ms` (either part may be left out)."""
+        values: dict[str, float] = {}
+        for part in (text or "").split(","):
+            if not part.strip():
+                continue
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in ("e2e", "submit"):
+                raise SloError(f"--slo takes e2e=DURATION[,submit=DURATION], got '{text}'")
+            try:
+                values[key] = parse_duration(value) * 1000
+            except ValueError as exc:
+                raise SloError(f"--slo {key}: {exc}") from None
+        return cls(values.get("e2e"), values.get("submit"))
+
+    def e2e_for(self, cell: Cell) -> float:
+        deadline_ms = cell.deadline_s * 1000
+        return deadline_ms if self.e2e_ms is None else min(self.e2e_ms, deadline_ms)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"e2e_ms": self.e2e_ms, "submit_ms": self.submit_ms}
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -78,19 +141,24 @@ def counted_latency_ms(sample: Sample, deadline_s: float) -> float:
     return deadline_s * 1000 if sample.outcome == "timeout" else sample.latency_ms
 
 
-def ideal_rps(cell: Cell) -> tuple[float, str]:
-    """(requests per second, "server" or "client": which bound is the lower).
+def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | None, str]:
+    """(requests per second, "server" or "client": which bound is the lower); (None, "unknown") when the
+    upstream's latency is not known (an external target without a mock).
 
-    S = the configured upstream latency + the measured overhead (loadtests/sweep/calibrate.py).
-    Server: W workers / S for the queued system, concurrency / S for the baseline (asyncio: unbounded,
-    only the upstream limits it). Client: closed loop, users / S (each user has one request in flight,
-    each lasts at least S); open loop, the offered rate.
+    S = the configured upstream latency alone: no measured figure goes into it, so a slower job path shows
+    as a lower share of ideal instead of moving the ideal (loadtests/sweep/calibrate.py measures the job
+    path's overhead, shown beside it). Server: W workers / S for the queued system, concurrency / S for the
+    baseline (asyncio: unbounded, only the upstream limits it). Client: closed loop, users / S (each user has
+    one request in flight, each lasts at least S); open loop, the arrivals actually offered in the window
+    (`offered_rps`; the nominal rate when not given).
     """
-    service_s = (cell.service_time_ms + cell.overhead_ms) / 1000
+    if not cell.service_time_ms:
+        return None, "unknown"
+    service_s = cell.service_time_ms / 1000
     if cell.load == "closed":
         client = (cell.users or 0) / service_s
     else:
-        client = cell.rate or 0.0
+        client = offered_rps if offered_rps is not None else cell.rate or 0.0
     if cell.architecture == "queued":
         server = (cell.workers or 0) / service_s
     else:
@@ -112,12 +180,57 @@ def in_window(rows: Iterable[Mapping[str, float]], cell: Cell) -> list[Mapping[s
     return [row for row in rows if cell.warmup_s <= row["t"] <= end]
 
 
+def slo_met(samples: Sequence[Sample], cell: Cell, slo: Slo) -> int:
+    """End-to-end requests answered ok within the SLO (and, queued, submitted within the submit SLO)."""
+    e2e_limit = slo.e2e_for(cell)
+    late_submits: set[str] = set()
+    if slo.submit_ms is not None and cell.architecture == "queued":
+        late_submits = {
+            s.request
+            for s in samples
+            if s.kind == "submit" and (s.outcome != "ok" or s.latency_ms > slo.submit_ms)
+        }
+    return sum(
+        1
+        for s in samples
+        if s.kind == "e2e"
+        and s.outcome == "ok"
+        and s.latency_ms <= e2e_limit
+        and s.request not in late_submits
+    )
+
+
+def cpu_limit(cell: Cell, server: Sequence[Mapping[str, Any]], cores: int) -> dict[str, Any]:
+    """The machine's mean CPU, the busiest single-process server and, when either is past its bound, why
+    the cell measured the testbed ("" when neither is)."""
+    roles = dict(SINGLE_PROCESS_ROLES)
+    if cell.architecture == "sync" and (cell.processes or 1) == 1:
+        roles["baseline"] = "cpu_baseline"
+    means = {role: _mean(row.get(column) for row in server) for role, column in roles.items()}
+    known = {role: value for role, value in means.items() if value is not None}
+    busiest = max(known, key=lambda role: known[role]) if known else None
+    machine = _mean(row.get("cpu_machine") for row in server)
+    reasons = []
+    if busiest is not None and known[busiest] >= SINGLE_PROCESS_BUSY_PCT:
+        reasons.append(f"{busiest} process at {known[busiest]:.0f} % of a core")
+    if machine is not None and machine >= MACHINE_BUSY_SHARE * 100 * cores:
+        reasons.append(f"machine at {machine:.0f} % of {100 * cores} %")
+    return {
+        "cpu_machine_pct": _round(machine, 1),
+        "busiest_process": busiest,
+        "busiest_process_pct": _round(known[busiest], 1) if busiest is not None else None,
+        "testbed_limited": "; ".join(reasons),
+    }
+
+
 def summarize(
     cell: Cell,
     samples: Sequence[Sample],
     server_rows: Sequence[Mapping[str, float]] = (),
     late_arrivals: int = 0,
     completed_ok: int | None = None,
+    slo: Slo | None = None,
+    cores: int | None = None,
 ) -> dict[str, Any]:
     """`samples`: the cell's requests started in the measured window; `server_rows`: sampler rows.
 
@@ -125,6 +238,7 @@ def summarize(
     warm-up included). Throughput is that count / duration: a server's rate of finishing work, free of the
     boundary error of counting starts (up to one request per closed-loop user). Without it: ok starts.
     """
+    slo = slo or Slo()
     e2e = [s for s in samples if s.kind == "e2e"]
     latencies = [counted_latency_ms(s, cell.deadline_s) for s in e2e]
     ok = sum(s.outcome == "ok" for s in e2e)
@@ -132,14 +246,19 @@ def summarize(
     errors = sum(s.outcome == "error" for s in e2e)
     submits = [counted_latency_ms(s, cell.deadline_s) for s in samples if s.kind == "submit"]
     probes = [s for s in samples if s.kind == "probe"]
-    ideal, bound = ideal_rps(cell)
+    offered = len(e2e) / cell.duration_s
+    ideal, bound = ideal_rps(cell, offered if cell.load == "open" else None)
     throughput = (ok if completed_ok is None else completed_ok) / cell.duration_s
     server = in_window(server_rows, cell)
     generator_cpu = _mean(row.get("cpu_generator") for row in server)
     depths = [row["queue_depth"] for row in server if row.get("queue_depth") is not None]
     ok_e2e = [s for s in e2e if s.outcome == "ok"]
+    met = slo_met(samples, cell, slo)
     return {
         "cell_id": cell.cell_id,
+        "cell": cell.cell or cell.cell_id,
+        "trial": cell.trial,
+        "seed": cell.seed,
         "architecture": cell.architecture,
         "mode": cell.mode,
         "load": cell.load,
@@ -159,15 +278,16 @@ def summarize(
         "p99_ms": _round(percentile(latencies, 99)),
         "max_ms": _round(max(latencies) if latencies else None),
         "mean_ms": _round(_mean(latencies)),
-        "offered_rps": round(len(e2e) / cell.duration_s, 3),
+        "offered_rps": round(offered, 3),
         "throughput_rps": round(throughput, 3),
-        "ideal_rps": round(ideal, 3),
+        "ideal_rps": _round(ideal),
         "ideal_bound": bound,
-        "throughput_ratio": round(throughput / ideal, 4) if ideal > 0 else None,
+        "throughput_ratio": round(throughput / ideal, 4) if ideal else None,
         "service_time_ms": cell.service_time_ms,
         "overhead_ms": cell.overhead_ms,
         "deadline_s": cell.deadline_s,
         "duration_s": cell.duration_s,
+        "warmup_s": cell.warmup_s,
         "submit_p99_ms": _round(percentile(submits, 99)),
         "probe_p99_ms": _round(percentile([counted_latency_ms(s, cell.deadline_s) for s in probes], 99)),
         "probe_timeouts": sum(s.outcome == "timeout" for s in probes),
@@ -180,6 +300,12 @@ def summarize(
         "mean_busy_workers": _round(_mean(row.get("busy_workers") for row in server)),
         "generator_cpu_pct": _round(generator_cpu, 1),
         "generator_saturated": generator_cpu is not None and generator_cpu > GENERATOR_SATURATED_PCT,
+        "slo_e2e_ms": round(slo.e2e_for(cell), 3),
+        "slo_submit_ms": slo.submit_ms if cell.architecture == "queued" else None,
+        "slo_ok": met,
+        "slo_attainment": round(met / len(e2e), 4) if e2e else None,
+        "goodput_rps": round(met / cell.duration_s, 3),
+        **cpu_limit(cell, server, cores or os.cpu_count() or 1),
     }
 
 

@@ -6,6 +6,9 @@ deadline (a timeout, latency = deadline) while the server still finishes the job
 same latency model the mock would serve; `cpu_ms_per_job` on `cores` cores slows every job down once the
 workers together need more CPU than the machine has, so scaling stops where a real 2-core box would stop.
 
+With `repeats` > 1 each cell is simulated that many times as trials, trial k of every cell at one load under
+the same seed (the same arrivals and service draws: common random numbers, as `ragload bench` does).
+
 Used by the report tests (small plans) and to produce reports/sample/:
     .venv/bin/python -m tests.reports.synthetic_run /tmp/ragload-synthetic
     .venv/bin/ragload report /tmp/ragload-synthetic --out reports/sample
@@ -42,6 +45,7 @@ SAMPLE_COLUMNS = (
     "queue_wait_ms",
     "run_ms",
     "polls",
+    "request",
 )
 SERVER_COLUMNS = (
     "t",
@@ -54,6 +58,7 @@ SERVER_COLUMNS = (
     "cpu_mock",
     "cpu_valkey",
     "cpu_generator",
+    "cpu_machine",
 )
 UNBOUNDED = 10_000  # asyncio baseline: no server-side concurrency limit
 
@@ -72,6 +77,7 @@ class CellPlan:
     poll_interval_s: float = 0.25
     generator_cpu_pct: float | None = None  # override the modelled generator CPU
     empty: bool = False  # a cell that recorded no requests (e.g. a crashed generator)
+    machine_cpu_pct: float = 60.0  # the whole machine's CPU (≥ 180 on 2 cores: testbed-limited)
 
     @property
     def servers(self) -> int:
@@ -95,6 +101,7 @@ class RunPlan:
     cores: int = 2
     cpu_ms_per_job: float = 40.0
     profile: str = "synthetic"
+    repeats: int = 1
 
 
 @dataclass
@@ -153,9 +160,10 @@ def sample_rows(
     """samples.csv rows for requests that arrived in the measured window."""
     rows: list[list[Any]] = []
     deadline_ms = run.deadline_s * 1000
-    for req in requests:
+    for number, req in enumerate(requests):
         if not run.warmup_s <= req.arrival <= run.warmup_s + run.duration_s:
             continue  # warm-up excluded; requests in flight at the end are kept (answered or timed out)
+        name = f"a0.{number}"
         wait_ms, run_ms = (req.start - req.arrival) * 1000, req.service * 1000
         polls: int | str = ""
         if plan.architecture == "queued":
@@ -172,6 +180,7 @@ def sample_rows(
                     "",
                     "",
                     "",
+                    name,
                 ]
             )
             latency_ms = submit_ms + wait_ms + run_ms + 2.0
@@ -196,6 +205,7 @@ def sample_rows(
                 f"{wait_ms:.3f}" if queued and not timed_out else "",
                 f"{run_ms:.3f}" if queued and not timed_out else "",
                 polls if queued else "",
+                name,
             ]
         )
     return rows
@@ -213,7 +223,7 @@ def probe_rows(
             busy_until = [r.finish for r in requests if r.start <= t < r.finish]
             latency += (max(busy_until) - t) * 1000 if busy_until else 0.0
         rows.append(
-            [f"{t:.4f}", plan.architecture, plan.mode, "probe", f"{latency:.3f}", "ok", 200, "", "", ""]
+            [f"{t:.4f}", plan.architecture, plan.mode, "probe", f"{latency:.3f}", "ok", 200, "", "", "", ""]
         )
         t += 0.5
     return rows
@@ -245,6 +255,7 @@ def server_rows(
                 f"{3 + 0.5 * busy:.1f}",
                 f"{1 + 0.2 * busy:.1f}" if queued else "",
                 f"{generator_cpu:.1f}",
+                f"{plan.machine_cpu_pct:.1f}",
             ]
         )
     return rows
@@ -263,7 +274,9 @@ def summary_row(
     samples: Sequence[Sequence[Any]],
     completed: int,
     generator_cpu: float,
+    trial: tuple[str, int, int] | None = None,
 ) -> dict[str, Any]:
+    """`trial`: (the cell's id, trial number, seed) of a repeated cell."""
     mean_s, _ = _service_sampler(random.Random(0))
     e2e = [r for r in samples if r[3] == "e2e"]
     latencies = [float(r[4]) for r in e2e]
@@ -279,8 +292,13 @@ def summary_row(
     def p(kind: str) -> float | None:
         return _percentile([float(r[4]) for r in samples if r[3] == kind], 99)
 
+    cell, number, seed = trial or (cell_id, 1, run.seed)
+    limited = f"machine at {plan.machine_cpu_pct:.0f} % of {100 * run.cores} %"
     return {
         "cell_id": cell_id,
+        "cell": cell,
+        "trial": number,
+        "seed": seed,
         "architecture": plan.architecture,
         "mode": plan.mode,
         "load": plan.load,
@@ -311,6 +329,15 @@ def summary_row(
         "probe_p99_ms": p("probe"),
         "generator_cpu_pct": round(generator_cpu, 1),
         "generator_saturated": generator_cpu > 80,
+        "offered_rps": round(len(e2e) / run.duration_s, 3),
+        "slo_e2e_ms": run.deadline_s * 1000,
+        "slo_ok": ok,
+        "slo_attainment": round(ok / len(e2e), 4) if e2e else None,
+        "goodput_rps": round(ok / run.duration_s, 3),
+        "cpu_machine_pct": plan.machine_cpu_pct,
+        "busiest_process": "api",
+        "busiest_process_pct": 10.0,
+        "testbed_limited": limited if plan.machine_cpu_pct >= 0.9 * 100 * run.cores else "",
     }
 
 
@@ -321,8 +348,20 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
         out.writerows(rows)
 
 
-def write_cell(run_dir: Path, index: int, plan: CellPlan, run: RunPlan, rng: random.Random) -> dict[str, Any]:
-    cell_id = plan.cell_id(index)
+def load_seed(run: RunPlan, plan: CellPlan, trial: int) -> int:
+    """The same seed for every cell at one load in one trial (as loadtests/profile.load_seed)."""
+    value = plan.users if plan.load == "closed" else plan.rate
+    return random.Random(f"{run.seed}|{plan.load}|{value}|{trial}").randrange(1 << 31)
+
+
+def write_cell(
+    run_dir: Path, index: int, plan: CellPlan, run: RunPlan, rng: random.Random, trial: int = 1
+) -> dict[str, Any]:
+    cell = plan.cell_id(index)
+    cell_id = cell if run.repeats == 1 else f"{cell}-trial{trial}"
+    seed = load_seed(run, plan, trial)
+    if run.repeats > 1:
+        rng = random.Random(seed)
     folder = run_dir / "cells" / cell_id
     folder.mkdir(parents=True)
     requests = [] if plan.empty else simulate(plan, run, rng)
@@ -342,14 +381,19 @@ def write_cell(run_dir: Path, index: int, plan: CellPlan, run: RunPlan, rng: ran
         "service_time_ms": round(mean_s * 1000, 3),
     }
     (folder / "cell.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
-    return summary_row(plan, cell_id, run, samples, completed_in_window(run, requests), generator_cpu)
+    completed = completed_in_window(run, requests)
+    return summary_row(plan, cell_id, run, samples, completed, generator_cpu, (cell, trial, seed))
 
 
 def write_run(run_dir: Path, run: RunPlan, drop_columns: Sequence[str] = ()) -> Path:
     """Write a complete run folder; `drop_columns` removes optional summary.csv columns."""
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(run.seed)
-    rows = [write_cell(run_dir, i, plan, run, rng) for i, plan in enumerate(run.cells, start=1)]
+    rows = [
+        write_cell(run_dir, i, plan, run, rng, trial)
+        for trial in range(1, run.repeats + 1)
+        for i, plan in enumerate(run.cells, start=1)
+    ]
     config = {
         "profile": run.profile,
         "run": {

@@ -28,7 +28,7 @@ def small_plan() -> RunPlan:
         CellPlan("sync", "threadpool", "open", rate=8.0, processes=1, threads=4, concurrency=4, empty=True),
         CellPlan("queued", "poll", "closed", workers=2, users=4, generator_cpu_pct=92.0),
     ]
-    return RunPlan(cells=cells, deadline_s=3.0, warmup_s=1.0, duration_s=4.0)
+    return RunPlan(cells=cells, deadline_s=3.0, warmup_s=1.0, duration_s=4.0, repeats=2)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,8 @@ def upstream_failing(start: StartBaseline, mock: MockServer, tmp_path: Path) -> 
 
 
 def upstream_refusing(start: StartBaseline, mock: MockServer, tmp_path: Path) -> str:
-    return start("threadpool", env={"CHAT_MODEL": "no-such-model"})  # the upstream answers 404
+    mock.configure(models=["mock-chat", "mock-embed"])  # a mock that knows only these answers others 404
+    return start("threadpool", env={"CHAT_MODEL": "no-such-model"})
 
 
 def upstream_slow(start: StartBaseline, mock: MockServer, tmp_path: Path) -> str:

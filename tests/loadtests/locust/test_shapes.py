@@ -92,4 +92,5 @@ def test_schedule_hands_out_arrivals_once_and_counts_late_claims() -> None:
     claimed = [first, second]
     while (item := schedule.claim()) is not None:
         claimed.append(item)
-    assert [due for due, _ in claimed] == expected
+    assert [arrival.due for arrival in claimed] == expected
+    assert [arrival.position for arrival in claimed] == list(range(len(expected)))

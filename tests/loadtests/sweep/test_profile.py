@@ -11,7 +11,9 @@ from loadtests.sweep.profile import (
     estimated_wall_s,
     expand,
     load_profile,
+    load_seed,
     parse_profile,
+    run_order,
 )
 
 
@@ -31,18 +33,63 @@ def test_shipped_profiles_load_and_fit_their_budget(name: str) -> None:
     assert len({c.deadline_s for c in cells}) == 1  # one deadline for both architectures
 
 
-def test_quick_covers_both_architectures_and_three_worker_counts() -> None:
+def test_quick_has_two_trials_of_a_scaling_pair_and_an_equal_capacity_comparison() -> None:
     cells = expand(load_profile("quick"))
-    assert len({c.workers for c in cells if c.architecture == "queued"}) >= 3
+    assert len({c.workers for c in cells if c.architecture == "queued" and c.load == "closed"}) >= 2
+    assert {c.repeats for c in cells} == {2}
+    assert _equal_capacity_open_pairs(cells)
     assert estimated_wall_s(load_profile("quick")) <= 180
 
 
-def test_default_covers_workers_to_16_three_baseline_modes_and_both_loads() -> None:
-    cells = expand(load_profile("default"))
-    workers = {c.workers for c in cells if c.workers}
-    assert min(workers) == 1 and max(workers) >= 16
-    assert {c.mode for c in cells if c.architecture == "sync"} == {"threadpool", "blocking", "asyncio"}
-    assert {c.load for c in cells} == {"closed", "open"}
+def _equal_capacity_open_pairs(cells: list[Any]) -> set[float]:
+    queued = {(c.rate, c.workers) for c in cells if c.architecture == "queued" and c.load == "open"}
+    sync = {(c.rate, c.concurrency) for c in cells if c.architecture == "sync" and c.load == "open"}
+    return {rate for rate, servers in queued if (rate, servers) in sync}
+
+
+def test_default_repeats_every_cell_behind_the_answer_and_leaves_room_in_its_budget() -> None:
+    profile = load_profile("default")
+    cells = expand(profile)
+    assert min(c.repeats for c in cells) >= 3  # every cell behind the Answer: an interval from 3 trials
+    assert len(_equal_capacity_open_pairs(cells)) >= 2  # the Answer's first line: below and past capacity
+    assert len({c.workers for c in cells if c.architecture == "queued" and c.load == "closed"}) >= 3
+    assert "asyncio" in {c.mode for c in cells if c.architecture == "sync"}
+    assert all(group.why for group in profile.group)  # each group says why it is there
+    assert estimated_wall_s(profile, cells) <= 7.5 * 60  # 12 min budget: room for the groups still to come
+
+
+def test_trials_at_one_load_share_their_seed_whatever_the_architecture() -> None:
+    data = minimal(users=[6], workers=[2])
+    data["run"]["repeats"] = 3
+    data["group"].append({"architecture": "sync", "mode": "threadpool", "load": "closed", "users": [6],
+                          "threads": 2})  # fmt: skip
+    data["group"].append({"architecture": "sync", "mode": "asyncio", "load": "closed", "users": [12],
+                          "repeats": 2})  # fmt: skip
+    cells = expand(parse_profile(data))
+    queued = [c for c in cells if c.architecture == "queued"]
+    threads = [c for c in cells if c.mode == "threadpool"]
+    assert [c.trial for c in queued] == [1, 2, 3] and len({c.seed for c in queued}) == 3
+    assert [c.seed for c in queued] == [c.seed for c in threads]  # paired: same arrivals, same requests
+    assert (
+        queued[0].cell_id == "01-queued-longpoll-closed-w2-u6-trial1"
+        and queued[0].cell == queued[0].cell_id[:-7]
+    )
+    other_load = [c for c in cells if c.mode == "asyncio"]
+    assert len(other_load) == 2 and not {c.seed for c in other_load} & {c.seed for c in queued}
+    assert load_seed(7, "closed", 6, 1) == queued[0].seed  # a stable hash: the same in every process
+    assert [c.repeats for c in expand(parse_profile(data), repeats=5)] == [5] * 15  # --repeats overrides
+
+
+def test_run_order_interleaves_the_trials_in_rounds() -> None:
+    data = minimal(users=[4, 8], workers=[1, 2])
+    data["run"]["repeats"] = 3
+    cells = expand(parse_profile(data))
+    order = run_order(cells, seed=7)
+    assert sorted(c.cell_id for c in order) == sorted(c.cell_id for c in cells)
+    assert [c.trial for c in order] == [1] * 4 + [2] * 4 + [3] * 4  # round k: trial k of every cell
+    # one stack configuration's cells stay together; a serpentine, so no switch between rounds
+    assert [c.workers for c in order] == [1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 2, 2]
+    assert [c.cell_id for c in run_order(cells, seed=7)] == [c.cell_id for c in order]  # seeded: repeatable
 
 
 def test_expand_makes_one_cell_per_worker_count_and_load() -> None:

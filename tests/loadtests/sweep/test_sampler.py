@@ -45,4 +45,7 @@ def test_cpu_of_a_busy_child_counts_once_per_sample() -> None:
     sampled_pct = statistics.fmean(row["cpu_workers"] for row in rows)
     assert used_pct > 5  # the loop ran at all, so the comparison below means something
     assert 0.5 < sampled_pct / used_pct < 1.5  # counted twice would read 2, not seen would read 0
+    busiest = max(row["cpu_workers"] for row in rows)
+    # The whole machine's CPU includes that process (same unit: % of one core).
+    assert max(row["cpu_machine"] for row in rows) >= 0.8 * busiest
     assert rows[-1]["cpu_api"] is None and rows[-1]["queue_depth"] is None  # nothing known: empty, not 0

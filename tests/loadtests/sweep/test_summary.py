@@ -7,7 +7,16 @@ import pytest
 
 from loadtests.sweep.profile import Cell
 from loadtests.sweep.samples import Sample, read_samples, write_samples
-from loadtests.sweep.summary import SUMMARY_COLUMNS, ideal_rps, percentile, summarize, write_summary
+from loadtests.sweep.summary import (
+    SUMMARY_COLUMNS,
+    Slo,
+    SloError,
+    cpu_limit,
+    ideal_rps,
+    percentile,
+    summarize,
+    write_summary,
+)
 
 QUEUED = Cell(
     index=1,
@@ -92,6 +101,68 @@ def test_ideal_rps_server_and_client_bounds() -> None:
     assert ideal_rps(asyncio) == (pytest.approx(80.0), "client")  # upstream-bound: users / S
 
 
+def test_ideal_rps_is_the_configured_upstream_time_alone() -> None:
+    """A measured overhead (even one a slowdown inflated) never moves the ideal; it is shown beside it."""
+    slowed = replace(QUEUED, overhead_ms=50.0)
+    assert ideal_rps(slowed) == ideal_rps(QUEUED) == (pytest.approx(16.0), "server")
+    row = summarize(slowed, [e2e(100.0)] * 5, completed_ok=140)  # 14 req/s done by 4 workers
+    assert row["throughput_ratio"] == pytest.approx(14 / 16) and row["overhead_ms"] == 50.0
+
+
+def test_open_loop_ideal_uses_the_arrivals_actually_offered() -> None:
+    open_loop = replace(QUEUED, load="open", users=None, rate=10.0)
+    row = summarize(open_loop, [e2e(100.0)] * 120)  # 12 arrivals/s happened in the 10 s window, not 10
+    assert row["offered_rps"] == 12.0 and row["ideal_rps"] == 12.0 and row["ideal_bound"] == "client"
+
+
+def test_without_a_known_upstream_there_is_no_ideal() -> None:
+    unknown = replace(QUEUED, service_time_ms=None)
+    assert ideal_rps(unknown) == (None, "unknown")
+    row = summarize(unknown, [e2e(100.0)])
+    assert row["ideal_rps"] is None and row["throughput_ratio"] is None
+
+
+def test_goodput_counts_requests_within_the_slo() -> None:
+    samples = [e2e(500.0) for _ in range(6)] + [e2e(2500.0) for _ in range(3)] + [e2e(5000.0, "timeout", 0)]
+    default = summarize(QUEUED, samples)  # SLO = the deadline: every ok request
+    assert (default["slo_e2e_ms"], default["slo_ok"], default["slo_attainment"]) == (5000.0, 9, 0.9)
+    tight = summarize(QUEUED, samples, slo=Slo(e2e_ms=2000.0))
+    assert (tight["slo_ok"], tight["slo_attainment"], tight["goodput_rps"]) == (6, 0.6, 0.6)
+    # a submit SLO (queued): a request whose submit was slow misses it, joined by the request's name
+    named = [replace(s, request=f"a0.{i}") for i, s in enumerate(samples)]
+    slow_submit = replace(named[0], kind="submit", latency_ms=300.0)
+    row = summarize(QUEUED, [*named, slow_submit], slo=Slo(submit_ms=200.0))
+    assert row["slo_ok"] == 8 and row["slo_submit_ms"] == 200.0
+
+
+def test_slo_parsing() -> None:
+    assert Slo.parse("e2e=2s,submit=200ms") == Slo(2000.0, 200.0)
+    assert Slo.parse("") == Slo() and Slo.parse("submit=50ms") == Slo(None, 50.0)
+    for bad in ("e2e", "p99=2s", "e2e=2"):
+        with pytest.raises(SloError):
+            Slo.parse(bad)
+    assert Slo(e2e_ms=9000.0).e2e_for(QUEUED) == 5000.0  # never looser than the deadline
+
+
+def test_testbed_limit_from_a_busy_single_process_or_a_busy_machine() -> None:
+    sync = replace(QUEUED, architecture="sync", mode="asyncio", workers=None, processes=1)
+    busy_baseline = [{"t": 3.0, "cpu_baseline": 91.0, "cpu_api": 1.0, "cpu_machine": 120.0}]
+    found = cpu_limit(sync, busy_baseline, cores=2)
+    assert (
+        found["busiest_process"] == "baseline"
+        and found["testbed_limited"] == "baseline process at 91 % of a core"
+    )
+    two_processes = replace(sync, processes=2)  # two processes share the 91 %: neither is at its limit
+    assert cpu_limit(two_processes, busy_baseline, cores=2)["testbed_limited"] == ""
+    busy_machine = [{"t": 3.0, "cpu_api": 40.0, "cpu_machine": 185.0}]
+    assert cpu_limit(QUEUED, busy_machine, cores=2)["testbed_limited"] == "machine at 185 % of 200 %"
+    calm = [{"t": 3.0, "cpu_api": 40.0, "cpu_machine": 120.0}]
+    row = summarize(QUEUED, [e2e(1.0)], calm, cores=2)
+    assert (
+        row["testbed_limited"] == "" and row["cpu_machine_pct"] == 120.0 and row["busiest_process"] == "api"
+    )
+
+
 def test_generator_cpu_is_averaged_over_the_window_and_flagged() -> None:
     rows = [
         {"t": 1.0, "cpu_generator": 100.0, "queue_depth": 50},  # warm-up: ignored
@@ -121,7 +192,7 @@ def test_samples_and_summary_round_trip(tmp_path: Path) -> None:
     samples = [e2e(12.5), replace(e2e(5000.0, "timeout", 0), queue_wait_ms=None, run_ms=None, polls=3)]
     write_samples(tmp_path / "samples.csv", samples)
     header = (tmp_path / "samples.csv").read_text().splitlines()[0]
-    assert header == "t,architecture,mode,kind,latency_ms,outcome,status,queue_wait_ms,run_ms,polls"
+    assert header == "t,architecture,mode,kind,latency_ms,outcome,status,queue_wait_ms,run_ms,polls,request"
     assert read_samples(tmp_path / "samples.csv") == samples
     write_summary(tmp_path / "summary.csv", [summarize(QUEUED, samples)])
     lines = (tmp_path / "summary.csv").read_text().splitlines()

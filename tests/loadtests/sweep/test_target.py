@@ -17,6 +17,7 @@ from loadtests.stack.embedded_valkey import EmbeddedValkey
 from loadtests.stack.services import ManagedProcess, free_port, ragload_command, stop_all
 from loadtests.sweep.runner import TargetMismatch, parse_target
 from mocks.latency import LatencySpec
+from reports.build import build_report
 
 CHAT_LATENCY = "const:20ms"
 EMBED_LATENCY = "const:5ms"
@@ -186,3 +187,24 @@ def test_worker_count_is_checked_against_the_broker(external_servers: dict[str, 
     target.scale_workers(2)  # what runs (waits for the workers to register)
     with pytest.raises(TargetMismatch, match="needs 3 workers but 2 are registered"):
         replace(target, scale_wait_s=0.5).scale_workers(3)
+
+
+@pytest.mark.slow
+def test_without_a_mock_url_the_report_leaves_the_ideal_out(
+    external_servers: dict[str, str], tmp_path: Path
+) -> None:
+    """The profile's latency never reaches an upstream the bench cannot configure: no ideal, and the
+    report says why (issue 14, item 9)."""
+    target = {name: url for name, url in external_servers.items() if name != "mock"}
+
+    done = bench(target, MATCHING_CELLS, tmp_path)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["upstream_known"] is False
+    with open(run_dir / "summary.csv", newline="") as summary:
+        rows = list(csv.DictReader(summary))
+    assert rows and all(row["ideal_rps"] == "" and row["throughput_ratio"] == "" for row in rows)
+    report = build_report(run_dir).with_name("report.md").read_text()
+    assert "The upstream's latency is unknown" in report and "no ideal throughput" in report
