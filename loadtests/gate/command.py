@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-minutes",
         type=float,
-        default=6.0,
-        help="no round starts that would end past this (default 6); --min-rounds always run",
+        default=5.0,
+        help="no round starts that would end past this (default 5); --min-rounds always run",
     )
     parser.add_argument(
         "--threshold",

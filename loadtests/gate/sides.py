@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 MICRO_MAX_TIME_S = 0.5  # pytest-benchmark's time per benchmark (default 1 s): rounds repeat it anyway
+MICRO_MIN_ROUNDS = 15  # the fastest of at least this many, however slow the benchmark
 STEP_TIMEOUT_S = 600.0  # a step that runs this long is stuck: fail the side, never hang CI
 LOG_TAIL_LINES = 15
 # The environment a developer's shell may carry that would point a side at someone else's services.
@@ -80,7 +81,8 @@ def run_micro(side: Side, folder: Path) -> float:
         command = [
             str(side.python), "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider", "-k", selection,
             "--benchmark-enable", f"--benchmark-json={folder / f'micro-{clock}.json'}",
-            f"--benchmark-max-time={MICRO_MAX_TIME_S}", "--benchmark-columns=min,median,rounds",
+            f"--benchmark-max-time={MICRO_MAX_TIME_S}", f"--benchmark-min-rounds={MICRO_MIN_ROUNDS}",
+            "--benchmark-disable-gc", "--benchmark-columns=min,median,rounds",
             *([f"--benchmark-timer={timer}"] if timer else []),
         ]  # fmt: skip
         seconds += _run(side, command, folder / f"micro-{clock}.log")
