@@ -6,6 +6,14 @@ workers, the worker pool's forks). `cpu_generator` is the BUSIEST generator proc
 Locust process is one core, so that is the figure that says whether the generator was the limit.
 `cpu_machine` is the whole machine's CPU in the same unit (200 % = both cores of a 2-core box busy), whoever
 uses it: the figure that says whether the testbed, not the architecture, was the limit.
+
+Memory of the API, the workers and the baseline (`ROLE_MEMORY`), as RSS in MiB (2^20 bytes): `rss_<role>_mb`
+is the sum over every process of the role (supervisors such as RQ's pool or uvicorn's parent included: the
+role's whole cost, forks' shared pages counted in each), `processes_<role>` the SERVING processes (those of
+the role with no child in it: the pool's workers, uvicorn's workers, a lone process), and
+`rss_<role>_process_mb` their mean RSS. RSS, not USS/PSS: psutil's `memory_full_info` reads /proc/PID/smaps,
+measured at ≈ 3–9 ms per process against ≈ 0.25 ms for RSS, which at 45 worker processes every 0.5 s would
+cost the cell a fair share of a core; RSS overstates what forks cost together (shared pages counted in each).
 """
 
 from __future__ import annotations
@@ -35,13 +43,30 @@ SERVER_COLUMNS = (
     "cpu_valkey",
     "cpu_generator",
     "cpu_machine",
+    "rss_api_mb",
+    "rss_workers_mb",
+    "rss_baseline_mb",
+    "processes_api",
+    "processes_workers",
+    "processes_baseline",
+    "rss_api_process_mb",
+    "rss_worker_process_mb",
+    "rss_baseline_process_mb",
 )
+MIB = 1024 * 1024
+# role → (sum over its processes, serving processes, mean per serving process): the server.csv columns
+ROLE_MEMORY = {
+    "api": ("rss_api_mb", "processes_api", "rss_api_process_mb"),
+    "worker": ("rss_workers_mb", "processes_workers", "rss_worker_process_mb"),
+    "baseline": ("rss_baseline_mb", "processes_baseline", "rss_baseline_process_mb"),
+}
 _ROLE_COLUMN = {"api": "cpu_api", "worker": "cpu_workers", "baseline": "cpu_baseline", "mock": "cpu_mock",
                 "valkey": "cpu_valkey"}  # fmt: skip
 
 
 class CpuMeter:
-    """CPU % of one core per process since the previous call; keeps the psutil handles between calls."""
+    """CPU % of one core per process since the previous call, and RSS; keeps the psutil handles between
+    calls."""
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
@@ -83,6 +108,30 @@ class CpuMeter:
             except psutil.Error:
                 self._procs.pop(pid, None)
         return result
+
+    def memory(self, pids: Iterable[int]) -> dict[int, tuple[int, int]]:
+        """pid → (RSS in bytes, parent pid) of the processes still alive."""
+        result: dict[int, tuple[int, int]] = {}
+        for pid in pids:
+            proc = self._process(pid)
+            if proc is None:
+                continue
+            try:
+                result[pid] = (proc.memory_info().rss, proc.ppid())
+            except psutil.Error:
+                self._procs.pop(pid, None)
+        return result
+
+
+def role_memory(found: Mapping[int, tuple[int, int]]) -> tuple[float, int, float] | None:
+    """(RSS sum in MiB, serving processes, mean RSS per serving process in MiB) of one role's processes;
+    a serving process is one with no child among them. None when no process of the role was read."""
+    if not found:
+        return None
+    parents = {ppid for _, ppid in found.values()}
+    serving = [rss for pid, (rss, _) in found.items() if pid not in parents]
+    total = sum(rss for rss, _ in found.values())
+    return round(total / MIB, 1), len(serving), round(sum(serving) / len(serving) / MIB, 1)
 
 
 class QueueProbe:
@@ -152,10 +201,14 @@ class ServerSampler:
         for role in ROLES:
             if not roles.get(role):
                 row[_ROLE_COLUMN[role]] = None  # not ours to watch (an external target) or not running
+                row.update(dict.fromkeys(ROLE_MEMORY.get(role, ())))
                 continue
             pids = [p for p in self._meter.expand(roles[role]) if p not in seen]
             seen.update(pids)
             row[_ROLE_COLUMN[role]] = round(sum(self._meter.percents(pids).values()), 1)
+            if role in ROLE_MEMORY:
+                memory = role_memory(self._meter.memory(pids))
+                row.update(zip(ROLE_MEMORY[role], memory or (None, None, None), strict=True))
         generator = self._meter.percents(self._meter.expand(self.generator_pids()))
         row["cpu_generator"] = round(max(generator.values(), default=0.0), 1)
         row["cpu_machine"] = round(psutil.cpu_percent(None) * self._cores, 1)
