@@ -22,6 +22,7 @@ from reports.comparison import (
     same_capacity,
     server_capacity,
 )
+from reports.corners import corners_answer
 from reports.intervals import Interval
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData, workers_text
@@ -55,7 +56,12 @@ EXAMPLE_RATES = (10, 50, 100)  # req/s a reader might need to serve
 def compute_answer(run: RunData) -> list[Verdict]:
     cells = measured(run.cells)
     service = run.service_model()
-    return [inline_or_queued(cells), *unbounded_inline(cells), workers_needed(cells, service)]
+    return [
+        inline_or_queued(cells),
+        *unbounded_inline(cells),
+        workers_needed(cells, service),
+        *corners_answer(run),  # reports/corners.py: only in a run with SAQ cells
+    ]
 
 
 def _loads_text(cells: Sequence[CellSummary]) -> str:

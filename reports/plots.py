@@ -69,6 +69,7 @@ PLOT_PATTERNS = (
     "responsiveness_*.png",
     "throughput_workers.png",
     "queue_depth.png",
+    "corners_*.png",  # reports/corner_plots.py
 )
 SATURATED_STYLE: dict[str, Any] = {
     "s": 160,
