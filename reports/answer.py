@@ -22,6 +22,7 @@ from reports.comparison import (
     same_capacity,
     server_capacity,
 )
+from reports.concurrency import engine
 from reports.corners import corners_answer
 from reports.intervals import Interval
 from reports.queueing import ServiceModel
@@ -262,7 +263,8 @@ def unbounded_inline(cells: Sequence[CellSummary]) -> list[Verdict]:
 
 def _sizing_group(cells: Sequence[CellSummary]) -> list[CellSummary]:
     """The queued cells of one mode and load mode with the most worker counts (closed loop on a tie)."""
-    groups = series_groups((c for c in cells if c.architecture == "queued"), by_config=False)
+    # RQ only: a SAQ worker process holds C jobs at once, so its slope is no RQ worker's
+    groups = series_groups((c for c in cells if engine(c) == "rq"), by_config=False)
     if not groups:
         return []
     # keys are (architecture, mode, load)

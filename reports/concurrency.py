@@ -49,6 +49,14 @@ def corner(cell: CellSummary) -> str | None:
     return CORNER_OF.get((cell.architecture, kind or ""))
 
 
+def series_mode(cell: CellSummary) -> str:
+    """The mode as a series of the report names it: SAQ cells apart from RQ's, per jobs per worker
+    (`longpoll SAQ c64`); RQ and inline cells by their mode alone, as before SAQ existed."""
+    if engine(cell) != "saq":
+        return cell.mode
+    return f"{cell.mode} SAQ c{jobs_per_worker(cell)}"
+
+
 @dataclass(frozen=True)
 class Concurrency:
     total: float | None  # requests in progress at once the server side allows (or was offered)

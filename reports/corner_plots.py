@@ -14,6 +14,7 @@ from pathlib import Path
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from reports.concurrency import concurrency
 from reports.corners import applies, corner_cells
@@ -31,6 +32,13 @@ from reports.plots import (
 )
 from reports.run_data import CellSummary, RunData
 
+# one colour and marker per corner, the same on every panel (markers tell them apart in a palette PNG too)
+CORNER_STYLE = {
+    "inline threadpool": ("tab:blue", "s"),
+    "inline asyncio": ("tab:orange", "o"),
+    "queued RQ": ("tab:green", "^"),
+    "queued SAQ": ("tab:red", "D"),
+}
 X_AXES: dict[str, tuple[str, Callable[[CellSummary], float | None]]] = {
     "total concurrency": ("total concurrency [requests at once]", lambda c: concurrency(c).total),
     "processes": ("processes [worker or baseline processes]", lambda c: concurrency(c).processes),
@@ -64,13 +72,15 @@ def _panel(
             [x(c) or 0.0 for c in kept],
             ys,
             yerr=error_bars([(y, interval(c)) for y, c in zip(ys, kept, strict=True)]),
-            marker="o",
-            markersize=4,
+            color=CORNER_STYLE[name][0],
+            marker=CORNER_STYLE[name][1],
+            markersize=5,
             capsize=3,
             label=name,
         )
         mark_flags(axes, kept, x, value, flagged)
     axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     axes.set_ylabel(METRICS[column].axis)
     if column == "p99_ms":
         log_axis(axes)
@@ -87,8 +97,8 @@ def corners_figure(found: dict[str, list[CellSummary]], load: str, out: Path, dp
     figure_legend(figure, [axes for row in grid for axes in row])
     title = (
         f"Four corners: throughput and p99 vs total concurrency and vs processes — {LOAD_TITLE[load]}\n"
-        "best cell per corner and x; bars: 95 % intervals; total concurrency = workers × jobs per worker, "
-        "processes × threads; inline asyncio: the load offered (upstream-bound)"
+        "best cell per corner and x, bars: 95 % intervals; concurrency: workers × jobs per worker, "
+        "processes × threads, asyncio: load offered"
     )
     return save(figure, out / f"corners_{load}.png", title, dpi)
 

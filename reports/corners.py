@@ -197,22 +197,35 @@ def level_text(level: Level, detail: bool = True) -> str:
         pick = f"pick {level.leader}"
     elif all(_relation(p) in ("worse", "alike") for p in level.pairs.values()):
         lightest = _lightest([level.leader, *alike], level.best)
-        pick = f"{', '.join([level.leader, *alike])} did alike: pick the lightest, {lightest}"
+        pick = f"{' and '.join([level.leader, *alike])} did alike; pick {lightest}"
     else:
         open_ = [name for name, pair in level.pairs.items() if _relation(pair) not in ("worse", "alike")]
         pick = f"no pick from this run between {level.leader} (the highest throughput) and {', '.join(open_)}"
     if not detail:
         return f"at {where}: {pick}"
-    return f"at {where}: {pick}. {level.leader} [{_config(leader)}] {_figures(leader)}; " + "; ".join(parts)
+    first = f"Highest throughput: {level.leader} [{_config(leader)}] {_figures(leader)}"
+    return f"at {where}: {pick}. {first}; {'; '.join(parts)}"
+
+
+def _in_all(trial: CellSummary) -> float | None:
+    """The memory a cell's configuration took in all: the serving role's, plus the queued API's."""
+    total, api = _role_total(trial), _api(trial)
+    if total is None or (trial.architecture == "queued" and api is None):
+        return None
+    return total + (api or 0.0)
 
 
 def _lightest(names: Sequence[str], best: Mapping[str, CellSummary]) -> str:
-    """The corner with the least memory per in-flight job (memory unknown: the first named)."""
-    known = {name: found.estimate for name in names if (found := memory(best[name]).per_job) is not None}
-    if not known:
-        return f"{names[0]} (memory not recorded)"
-    name = min(known, key=lambda n: known[n])
-    return f"{name} ({known[name]:.1f} MiB per in-flight job)"
+    """Of corners that did alike at one load, the one that took the least memory in all there (its
+    interval not compared: a tie-break, said as such); memory unknown: no pick by memory."""
+    known = {name: found for name in names if (found := _across_trials(best[name], _in_all)) is not None}
+    if len(known) < len(names):
+        return "by memory cannot be said (not recorded for every corner)"
+    ordered = sorted(known, key=lambda n: known[n].estimate)
+    others = ", ".join(f"{name} {mib_text(known[name])}" for name in ordered[1:])
+    return (
+        f"the one taking the least memory in all, {ordered[0]} ({mib_text(known[ordered[0]])}, vs {others})"
+    )
 
 
 def memory_text(found: Mapping[str, Sequence[CellSummary]]) -> str:
