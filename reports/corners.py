@@ -201,6 +201,9 @@ def level_text(level: Level, detail: bool = True) -> str:
     else:
         open_ = [name for name, pair in level.pairs.items() if _relation(pair) not in ("worse", "alike")]
         pick = f"no pick from this run between {level.leader} (the highest throughput) and {', '.join(open_)}"
+    limited = [name for name, cell in level.best.items() if cell.testbed_limit]
+    if limited:
+        pick += f" (the machine limited {', '.join(limited)} here: those figures measure this testbed too)"
     if not detail:
         return f"at {where}: {pick}"
     first = f"Highest throughput: {level.leader} [{_config(leader)}] {_figures(leader)}"

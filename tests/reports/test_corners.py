@@ -156,3 +156,11 @@ def test_an_old_folder_is_rq_with_one_job_per_worker_and_no_memory(tmp_path: Pat
     assert memory(queued).per_process is None and memory(queued).per_job is None
     build_report(run_dir)
     assert "| n/a |" in (run_dir / "report.md").read_text(encoding="utf-8")  # the RSS column: not recorded
+
+
+def test_one_trial_per_cell_makes_no_pick(tmp_path: Path) -> None:
+    """Without a spread across trials no difference is decided: the line says so instead of picking."""
+    plans = [p for p in corner_plans() if p.users == 64]
+    run_plan = RunPlan(cells=plans, deadline_s=5.0, warmup_s=1.0, duration_s=8.0, cpu_ms_per_job=1.0)
+    (line,) = corners_answer(load_run(write_run(tmp_path / "run", run_plan)))
+    assert "no pick from this run between" in line.text and "pick inline" not in line.text
