@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
-from reports.concurrency import series_mode
+from reports.concurrency import engine, series_mode
 from reports.intervals import Interval
 from reports.queueing import Prediction, ServiceModel, predict_closed, predict_open
 from reports.run_data import CellSummary, RunData, workers_text
@@ -311,7 +311,7 @@ def throughput_figure(
         mark_flags(left, best, lambda c: float(c.workers or 0), lambda c: c.throughput_rps, labels)
         left.plot(*xy((c.workers, c.ideal_rps) for c in best), "x", color=color, markersize=7)
         _draw_predictions(left, right, best, service, color)
-    ideal = per_worker_ideal(queued, service)
+    ideal = per_worker_ideal([c for c in queued if engine(c) == "rq"], service)  # the W/S line: RQ's
     if ideal is not None:
         span = [0, max(c.workers or 0 for c in queued)]
         left.plot(
