@@ -8,12 +8,13 @@ Locust process is one core, so that is the figure that says whether the generato
 uses it: the figure that says whether the testbed, not the architecture, was the limit.
 
 Memory of the API, the workers and the baseline (`ROLE_MEMORY`), as RSS in MiB (2^20 bytes): `rss_<role>_mb`
-is the sum over every process of the role (supervisors such as RQ's pool or uvicorn's parent included: the
-role's whole cost, forks' shared pages counted in each), `processes_<role>` the SERVING processes (those of
-the role with no child in it: the pool's workers, uvicorn's workers, a lone process), and
-`rss_<role>_process_mb` their mean RSS. RSS, not USS/PSS: psutil's `memory_full_info` reads /proc/PID/smaps,
-measured at ≈ 3–9 ms per process against ≈ 0.25 ms for RSS, which at 45 worker processes every 0.5 s would
-cost the cell a fair share of a core; RSS overstates what forks cost together (shared pages counted in each).
+is the sum over every process of the role (supervisors such as RQ's pool or uvicorn's parent and helpers
+such as RQ's scheduler process included: the role's whole cost, forks' shared pages counted in each),
+`processes_<role>` the SERVING processes (the direct children of each supervisor — the pool's workers,
+uvicorn's workers — or a lone process: `role_memory`), and `rss_<role>_process_mb` their mean RSS.
+RSS, not USS/PSS: psutil's `memory_full_info` reads /proc/PID/smaps, measured at ≈ 3–9 ms per process
+against ≈ 0.25 ms for RSS, which at 45 worker processes every 0.5 s would cost the cell a fair share of a
+core; RSS overstates what forks cost together (shared pages counted in each).
 """
 
 from __future__ import annotations
@@ -125,13 +126,21 @@ class CpuMeter:
 
 def role_memory(found: Mapping[int, tuple[int, int]]) -> tuple[float, int, float] | None:
     """(RSS sum in MiB, serving processes, mean RSS per serving process in MiB) of one role's processes;
-    a serving process is one with no child among them. None when no process of the role was read."""
+    None when no process of the role was read.
+
+    Serving processes: the direct children of each root of the role (a process whose parent is not in
+    the role: RQ's pool parent, uvicorn's supervisor), or the root itself when it has none. Deeper
+    descendants are helpers (RQ's scheduler process, a fork's work horse), counted in the sum only."""
     if not found:
         return None
-    parents = {ppid for _, ppid in found.values()}
-    serving = [rss for pid, (rss, _) in found.items() if pid not in parents]
+    roots = [pid for pid, (_, ppid) in found.items() if ppid not in found]
+    serving: list[int] = []
+    for root in roots:
+        children = [pid for pid, (_, ppid) in found.items() if ppid == root]
+        serving.extend(children or [root])
     total = sum(rss for rss, _ in found.values())
-    return round(total / MIB, 1), len(serving), round(sum(serving) / len(serving) / MIB, 1)
+    serving_rss = sum(found[pid][0] for pid in serving)
+    return round(total / MIB, 1), len(serving), round(serving_rss / len(serving) / MIB, 1)
 
 
 class QueueProbe:

@@ -52,6 +52,12 @@ def test_cpu_of_a_busy_child_counts_once_per_sample() -> None:
 
 
 HOLD = "import sys, time\nheld = b'x' * ({mib} * 1024 * 1024)\nprint('held', flush=True)\ntime.sleep(60)"
+# A worker with a helper process of its own (as RQ's scheduler process under one worker of the pool)
+HELPER = (
+    "import subprocess, sys, time\n"
+    "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "held = b'x' * (80 * 1024 * 1024)\nprint('held', flush=True)\ntime.sleep(60)"
+)
 POOL = (
     "import subprocess, sys, time\n"
     "children = [subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)"
@@ -70,30 +76,31 @@ def vm_rss_mib(pid: int) -> float:
 
 
 def test_memory_of_a_pool_counts_each_worker_process_once() -> None:
-    """A pool parent with two workers holding 40 and 80 MiB: the role's sum covers all three processes,
-    the per-process mean covers the two workers only (the parent is a supervisor), and a role without
-    processes is empty, not 0."""
+    """A pool parent with two workers holding 40 and 80 MiB, the second with a helper process of its own:
+    the role's sum covers all four processes, the per-process mean the two workers only (the parent is a
+    supervisor, the helper no worker), and a role without processes is empty, not 0."""
     pool = subprocess.Popen(
-        [sys.executable, "-c", POOL, HOLD.format(mib=40), HOLD.format(mib=80)],
+        [sys.executable, "-c", POOL, HOLD.format(mib=40), HELPER],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     try:
         assert pool.stdout is not None and pool.stdout.readline().strip() == "ready"
-        tree = [pool.pid, *(c.pid for c in psutil.Process(pool.pid).children(recursive=True))]
+        workers = [c.pid for c in psutil.Process(pool.pid).children()]
+        helpers = [c.pid for pid in workers for c in psutil.Process(pid).children()]
         sampler = ServerSampler(lambda: {"worker": [pool.pid]}, lambda: [], QueueProbe(None, "q"))
         row = sampler.sample()
-        kernel = [vm_rss_mib(pid) for pid in tree]
+        kernel = [vm_rss_mib(pid) for pid in (pool.pid, *workers, *helpers)]
     finally:
         os.killpg(pool.pid, signal.SIGKILL)
         pool.wait()
-    assert len(tree) == 3 and set(row) == set(SERVER_COLUMNS)
+    assert len(workers) == 2 and len(helpers) == 1 and set(row) == set(SERVER_COLUMNS)
     assert row["processes_workers"] == 2
     assert abs(row["rss_workers_mb"] - sum(kernel)) < 0.05 * sum(kernel)  # the same pages, read twice
     workers_mean = (kernel[1] + kernel[2]) / 2
     assert abs(row["rss_worker_process_mb"] - workers_mean) < 0.05 * workers_mean
     assert row["rss_worker_process_mb"] > 60  # the mean of what the two workers hold, the parent left out
-    assert row["rss_workers_mb"] > 120 + kernel[0] * 0.9
+    assert row["rss_workers_mb"] > 120 + kernel[0] + kernel[3] * 0.9  # the parent and the helper in the sum
     for column in ("rss_api_mb", "processes_api", "rss_api_process_mb", "rss_baseline_mb"):
         assert row[column] is None
