@@ -19,7 +19,8 @@ existed every queued cell was RQ): `queue_engine` reads them with those defaults
 Memory: the means over the window of the sampler's RSS columns (loadtests/sweep/sampler.py; RSS in MiB):
 `rss_api_mb`, `rss_worker_mb` and `rss_baseline_mb` per serving process (a worker process of the pool, a
 uvicorn worker), `rss_workers_total_mb` and `rss_baseline_total_mb` over every process of the role,
-supervisors included, `worker_processes` the mean count of worker processes. Empty when not sampled.
+supervisors included, `worker_processes` the mean count of worker processes. Only the roles serving the cell
+(queued: API and workers; inline: baseline); empty when not sampled.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ MEMORY_COLUMNS = {
     "rss_baseline_total_mb": "rss_baseline_mb",
     "worker_processes": "processes_workers",
 }
+QUEUED_MEMORY = frozenset({"rss_api_mb", "rss_worker_mb", "rss_workers_total_mb", "worker_processes"})
 
 
 class SloError(ValueError):
@@ -237,9 +239,15 @@ def slo_met(samples: Sequence[Sample], cell: Cell, slo: Slo) -> int:
     )
 
 
-def memory_figures(server: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
-    """The window's mean of each memory column of server.csv (None where none was sampled, never 0)."""
-    means = {column: _mean(row.get(source) for row in server) for column, source in MEMORY_COLUMNS.items()}
+def memory_figures(cell: Cell, server: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """The window's mean of each memory column of server.csv for the roles that serve the cell (queued:
+    the API and the workers; inline: the baseline; the stack keeps the others running idle, their memory
+    stays in server.csv); None where none was sampled, never 0."""
+    queued = cell.architecture == "queued"
+    means = {
+        column: _mean(row.get(source) for row in server) if (column in QUEUED_MEMORY) == queued else None
+        for column, source in MEMORY_COLUMNS.items()
+    }
     return {column: _round(value, 1) for column, value in means.items()}
 
 
@@ -350,7 +358,7 @@ def summarize(
         "goodput_rps": round(met / cell.duration_s, 3),
         **cpu_limit(cell, server, cores or os.cpu_count() or 1),
         **dict(zip(("engine", "jobs_per_worker"), queue_engine(cell), strict=True)),
-        **memory_figures(server),
+        **memory_figures(cell, server),
     }
 
 

@@ -232,6 +232,8 @@ def test_memory_is_the_windows_mean_and_empty_when_not_sampled(tmp_path: Path) -
     assert row["rss_worker_mb"] == 125.0 and row["rss_workers_total_mb"] == 540.0
     assert row["worker_processes"] == 4.0 and row["rss_api_mb"] == 80.0
     assert row["rss_baseline_mb"] is None and row["rss_baseline_total_mb"] is None
+    inline = summarize(replace(QUEUED, architecture="sync", mode="asyncio", workers=None), [e2e(1.0)], server)
+    assert inline["rss_worker_mb"] is None and inline["rss_api_mb"] is None  # idle roles: not the cell's
     write_summary(tmp_path / "summary.csv", [row])
     header, values = (tmp_path / "summary.csv").read_text().splitlines()
     written = dict(zip(header.split(","), values.split(","), strict=True))
