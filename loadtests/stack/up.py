@@ -3,7 +3,8 @@
 It starts an `EmbeddedStack` (loadtests/stack/embedded_stack.py), prints its URLs and example requests, and
 watches the children: a worker that dies is replaced (a crash loop stops the stack), any other part that dies
 stops the stack, naming it and its log. `--autoscale MIN:MAX` adds `StackAutoscaling`
-(loadtests/stack/autoscaling.py).
+(loadtests/stack/autoscaling.py). A closed terminal (SIGHUP) stops it as SIGTERM does; if it is killed
+outright, the tether's watchdog stops the parts (loadtests/stack/tether.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ WATCH_INTERVAL_S = 0.5
 MAX_WORKER_RESPAWNS = 5  # per RESPAWN_WINDOW_S: more means a crash loop, and restarting again will not help
 RESPAWN_WINDOW_S = 60.0
 EXAMPLE_QUERY = "How do I serialize an object to a JSON formatted string?"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: its terminal was closed
 
 
 class ShutdownRequested(Exception):
@@ -100,7 +102,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"ragload up: {exc}", flush=True)
         code = 1
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
         if autoscaling is not None:
             autoscaling.stop()  # before the stack: it must not scale what is being stopped
@@ -113,7 +115,7 @@ def _raise_on_signals() -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise ShutdownRequested(signal.Signals(signum).name)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
 
 
