@@ -35,6 +35,7 @@ from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 
 from loadtests.stack.embedded_valkey import EmbeddedValkey
+from loadtests.stack.port_holders import busy_ports_message
 from loadtests.stack.services import (
     READY_TIMEOUT_S,
     ManagedProcess,
@@ -325,9 +326,9 @@ class EmbeddedStack:
             wanted["--baseline-port"] = self.baseline_port
         if not self.env.get("OPENAI_BASE_URL"):
             wanted["--mock-port"] = self.mock_port
-        busy = [f"{port} ({flag})" for flag, port in wanted.items() if port_in_use(port, HOST)]
+        busy = {flag: port for flag, port in wanted.items() if port_in_use(port, HOST)}
         if busy:
-            raise StackError(f"port(s) already in use on {HOST}: {', '.join(busy)}; choose others")
+            raise StackError(busy_ports_message(busy, HOST))
 
     def _start_broker(self) -> None:
         if url := self.env.get("REDIS_URL"):
