@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -107,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         print(banner(stack, args.autoscale), flush=True)
         code = supervise(stack)
     except ShutdownRequested:
-        print("ragload up: stopping every part…", flush=True)
+        say("ragload up: stopping every part…")
     except StackError as exc:
         print(f"ragload up: {exc}", flush=True)
         code = 1
@@ -117,8 +119,16 @@ def main(args: argparse.Namespace) -> int:
         if autoscaling is not None:
             autoscaling.stop()  # before the stack: it must not scale what is being stopped
         stack.stop()
-    print(f"ragload up: stopped (logs in {stack.log_dir})", flush=True)
+    say(f"ragload up: stopped (logs in {stack.log_dir})")
     return code
+
+
+def say(text: str) -> None:
+    """Print a line of the stop; after SIGHUP its terminal is gone (EIO), which must not fail the stop."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what is left unwritten would fail at exit too
 
 
 def _raise_on_signals() -> None:

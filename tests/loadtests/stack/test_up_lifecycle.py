@@ -3,8 +3,14 @@ backlog an earlier run left in Valkey's append-only file. Real processes, free p
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import re
+import select
 import signal
+import subprocess
+import termios
 import time
 import urllib.error
 from pathlib import Path
@@ -15,7 +21,7 @@ import redis
 from rq import Queue
 
 from loadtests.stack.port_holders import ragload_role
-from loadtests.stack.services import free_port, port_in_use
+from loadtests.stack.services import free_port, port_in_use, ragload_command
 from loadtests.stack.tether import STOP_GRACE_S
 from tests.loadtests.stack.stack_helpers import (
     QUESTION,
@@ -157,3 +163,52 @@ def test_a_backlog_from_an_earlier_run_is_reported_and_fresh_starts_empty(
         assert submit(api) == 202
     finally:
         stop(up)
+
+
+def test_closing_the_terminal_of_ragload_up_stops_it_in_order(tmp_path: Path) -> None:
+    """A real terminal hang-up: `ragload up` runs on a pseudo-terminal it controls, whose master is closed."""
+    env = {**os.environ, "RAGLOAD_DATA_DIR": str(tmp_path / "data"), "REDIS_URL": "", "OPENAI_BASE_URL": ""}
+    args = [*flags({"--api-port": free_port(), "--mock-port": free_port()}), "--workers", "1"]
+    args += ["--no-baseline"]
+    args += ["--corpus", str(write_docs(tmp_path / "docs")), "--log-dir", str(tmp_path / "logs")]
+    master, terminal = pty.openpty()
+
+    def take_the_terminal() -> None:  # runs after setsid (start_new_session): the pty becomes its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    up = subprocess.Popen(
+        ragload_command("up", *args),
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+        preexec_fn=take_the_terminal,
+    )
+    os.close(terminal)
+    stack: list[int] = []
+    try:
+        shown = b""
+        deadline = time.monotonic() + UP_READY_TIMEOUT_S
+        while b"ragload stack is up" not in shown:
+            assert time.monotonic() < deadline and up.poll() is None, shown.decode(errors="replace")
+            if select.select([master], [], [], 0.2)[0]:
+                shown += os.read(master, 65536)
+        stack = [child.pid for child in psutil.Process(up.pid).children(recursive=True)]
+        parts = [pid for pid in stack if role(pid) != "watchdog"]  # the watchdog leaves once `up` has gone
+        os.close(master)  # the terminal window is closed: the kernel hangs up its session (SIGHUP)
+        master = -1
+        # It exits by itself, its parts stopped (not killed by SIGHUP, -1, leaving them to the watchdog).
+        code = up.wait(timeout=STOP_BOUND_S)
+        print(f"ragload up after its terminal closed: exit code {code}")
+        assert code == 0, code
+        assert not alive(parts)  # gone before it exited: stopped by the supervisor itself
+        wait_gone(stack, STOP_BOUND_S)
+        assert "User requested shutdown" in (tmp_path / "logs" / "valkey.log").read_text()
+    finally:
+        if master >= 0:
+            os.close(master)
+        if up.poll() is None:
+            up.kill()
+        for pid in alive(stack):
+            psutil.Process(pid).kill()
