@@ -13,8 +13,8 @@ def test_an_upstream_preset_reaches_the_mock_flags_and_the_live_config() -> None
     profile = parse_profile({"mock": {"upstream": "vllm-like"}, "group": [GROUP]})
     assert profile.mock.args(seed=5) == ["--upstream", "vllm-like", "--seed", "5"]
     live = profile.mock.live_config()
-    assert live["capacity"] == "batch" and live["max_batch"] == 16
-    assert live["chat_latency"] == "lognormal:220ms,0.25"  # the upstream's, not the profile's default
+    assert live["capacity"] == "batch" and live["max_batch"] == 8
+    assert live["chat_latency"] == "lognormal:145ms,0.25"  # the upstream's, not the profile's default
 
 
 def test_latencies_the_profile_sets_win_over_the_upstream() -> None:
