@@ -261,11 +261,16 @@ def write_upstream_calls(path: Path, calls: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
+def cell_live_config(profile: Profile, cell: Cell) -> dict[str, object]:
+    """What prepare() PUTs on the mock before the cell: its upstream profile's keys (the group's upstream,
+    else the profile's), then the latencies the profile sets."""
+    return profile.mock.for_upstream(cell.upstream or None).live_config()
+
+
 def run_cell(
     cell: Cell, target: Target, run_dir: Path, profile: Profile, args: argparse.Namespace, state: SweepState
 ) -> dict[str, Any]:
-    # The cell's upstream profile's keys (if any: the group's, else the profile's), then the latencies given.
-    latency = profile.mock.for_upstream(cell.upstream or None).live_config()
+    latency = cell_live_config(profile, cell)
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
     locust = LocustRun(

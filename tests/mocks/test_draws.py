@@ -123,7 +123,8 @@ async def test_calls_are_logged_with_their_start_and_first_token(mock_server: Mo
     assert all(c["started_ms"] >= 0 for c in calls)
     assert unbounded["started_ms"] >= max(c["started_ms"] for c in batch)
     assert unbounded["ttft_ms"] is None  # the whole answer at once: no first token of its own
-    # Two slots for four calls: the last two waited for a slot, at least one 20 ms step longer than the others.
+    # Two slots for four calls: the last two waited for a slot, at least one 20 ms step longer than the
+    # others.
     ttfts = sorted(c["ttft_ms"] for c in batch)
     assert all(c["ttft_ms"] <= c["actual_ms"] for c in batch)
     assert ttfts[2] >= ttfts[1] + 20
