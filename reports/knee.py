@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reports.comparison import PairVerdict, compare, measure_text, verdict_words
-from reports.intervals import Interval
 from reports.run_data import CellSummary, RunData, workers_text
 from reports.significance import Outcome
 from reports.upstream import CellUpstream, UpstreamModel, cell_upstream, upstream_models
@@ -139,6 +138,11 @@ def _pairs(cells: Sequence[CellSummary], burst: bool) -> list[tuple[CellSummary,
 def _side_text(run: RunData, cell: CellSummary, name: str) -> str:
     seen = cell_upstream(run, cell)
     peak = f" (at most {seen.peak_in_flight})" if seen is not None and seen.peak_in_flight is not None else ""
+    if seen is not None and seen.before:
+        peak += (
+            f" — {seen.before} calls of an earlier cell were still on the upstream when its trials started, "
+            "and count in flight"
+        )
     return (
         f"{name} had {_in_flight_text(seen)}{peak}, timed out {percent_text(cell.stats.timeout_rate)} and "
         f"answered {percent_text(cell.stats.slo_attainment)} of the requests sent within the deadline"
@@ -167,16 +171,16 @@ def pool_vs_asyncio(run: RunData, cells: Sequence[CellSummary], model: UpstreamM
             f"{_side_text(run, inline, 'inline asyncio')}. {_verdict_text(pair)}"
         )
         seen = cell_upstream(run, queued)
-        if seen is not None and seen.in_flight is not None and model.knee_concurrency:
-            text += _at_knee_text(seen.in_flight, queued.workers, model.knee_concurrency)
+        if seen is not None and seen.peak_in_flight is not None and model.knee_concurrency:
+            text += _at_knee_text(seen.peak_in_flight, queued.workers, model.knee_concurrency)
         lines.append(Verdict(TOPIC, text))
     return lines
 
 
-def _at_knee_text(in_flight: Interval, workers: int | None, knee: int) -> str:
+def _at_knee_text(peak: int, workers: int | None, knee: int) -> str:
     if workers is None:
         return ""
-    held = in_flight.high is not None and in_flight.high <= workers
+    held = peak <= workers
     if held and workers <= knee:
         return (
             f" The pool held the upstream at or below its knee: never more calls than its {workers} workers."

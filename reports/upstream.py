@@ -5,8 +5,9 @@ capacity model's curve and knee the harness wrote into config.json (`upstreams`)
 Calls in flight at a call's start count the chat calls that had started and not yet ended (the call log
 gives each call's start on the mock's clock and its duration), so the figure is what the upstream had to
 share among, not what the client sent. A trial's call log starts at the mock's reset, just before the
-cell's first request; calls in the cell's warm-up (by the log's own clock: from its first call) are left
-out. Medians carry their order-statistic interval, pooled over the trials' calls.
+cell's first request (a call that started before it belongs to an earlier cell still running: it counts in
+flight, and the report says so); calls in the cell's warm-up are left out. Medians carry their
+order-statistic interval, pooled over the trials' calls.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-def read_calls(path: Path, warmup_s: float = 0.0) -> list[Call]:
-    """The chat calls of one trial's call log with their calls in flight; [] without a log."""
+def read_calls(path: Path, warmup_s: float = 0.0) -> tuple[list[Call], int]:
+    """The chat calls a trial made after its warm-up, each with the calls in flight at its start (calls still
+    running from before the mock's reset count there: they loaded the upstream too), and how many such
+    calls of an earlier cell the log holds; ([], 0) without a log."""
     if not path.is_file():
-        return []
+        return [], 0
     with path.open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("endpoint") == "chat"]
     calls = []
@@ -56,10 +59,8 @@ def read_calls(path: Path, warmup_s: float = 0.0) -> list[Call]:
             continue
         calls.append(Call(started, total, _number(row.get("ttft_ms")), row.get("status") == "200"))
     counted = with_in_flight(calls)
-    if not counted:
-        return []
-    first = min(c.started_ms for c in counted)
-    return [c for c in counted if c.started_ms - first >= warmup_s * 1000]
+    before = sum(c.started_ms < 0 for c in counted)
+    return [c for c in counted if c.started_ms >= warmup_s * 1000], before
 
 
 def with_in_flight(calls: Sequence[Call]) -> list[Call]:
@@ -83,6 +84,7 @@ class CellUpstream:
     """What one cell's chat calls met at the upstream, pooled over its trials."""
 
     calls: tuple[Call, ...]
+    before: int = 0  # calls of earlier cells still running when the trials started (all trials)
 
     @cached_property
     def in_flight(self) -> Interval | None:
@@ -106,10 +108,13 @@ class CellUpstream:
 def cell_upstream(run: RunData, cell: CellSummary) -> CellUpstream | None:
     """The cell's calls over all its trials; None when no trial left a call log."""
     calls: list[Call] = []
+    before = 0
     for trial in cell.runs:
         folder = run.run_dir / "cells" / trial.trial_id
-        calls += read_calls(folder / CALL_LOG, trial.number("warmup_s") or 0.0)
-    return CellUpstream(tuple(calls)) if calls else None
+        found, earlier = read_calls(folder / CALL_LOG, trial.number("warmup_s") or 0.0)
+        calls += found
+        before += earlier
+    return CellUpstream(tuple(calls), before) if calls else None
 
 
 @dataclass(frozen=True)

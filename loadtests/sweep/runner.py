@@ -209,13 +209,23 @@ def prepare(
         mode, processes, threads = cell.baseline_key
         target.restart_baseline(mode, processes, threads)
         state.baseline = cell.baseline_key
+    elif not settled and state.baseline is not None:
+        # Still busy after SETTLE_MAX_S: the baseline is working through requests its clients gave up on (a
+        # thread cannot be cancelled, and a stale request keeps its upstream call). Left running, they would
+        # load the upstream under this cell, whichever architecture it measures.
+        target.restart_baseline(*state.baseline)
+    settled_after = settled or wait_quiet(mock)
     if cell.workers is not None:
         target.scale_workers(cell.workers)
     target.reset()
     if mock:
         _http_json(f"{mock}/_mock/config", "PUT", {**(latency or {}), "seed": seed})
         _http_json(f"{mock}/_mock/stats", "DELETE")
-    return {"settled_before": settled, "prepare_s": round(time.monotonic() - began, 2)}
+    return {
+        "settled_before": settled,
+        "settled_after_restart": settled_after,
+        "prepare_s": round(time.monotonic() - began, 2),
+    }
 
 
 def host_for(cell: Cell, target: Target) -> str:
