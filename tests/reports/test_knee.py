@@ -56,9 +56,7 @@ def test_a_burst_is_compared_in_both_designs(tmp_path: Path) -> None:
     lines = _answer(tmp_path)
     burst = next(line for line in lines if line.startswith("A burst of 60 req/s for 3 s"))
     assert "≈ 180 requests, 2.7× the knee's rate" in burst
-    assert (
-        "queued with 12 workers had a median 12 [" in burst and "inline asyncio had a median 60 [" in burst
-    )
+    assert "queued with 12 workers had a median 12 [" in burst and "inline asyncio had a median 60 [" in burst
     assert "answered 59.8 % [" in burst  # 323 of 540 within the deadline
     assert "the queued system did better" in burst
 
