@@ -108,7 +108,7 @@ def inline_or_queued(cells: Sequence[CellSummary]) -> Verdict:
     )
     text = (
         f"Inline or queued, at equal server capacity ({bound}, "
-        f"S = {service} per request upstream alone; {_trials_text(pairs)}, 95 % intervals): "
+        f"S = {service} per request upstream; {_trials_text(pairs)}, 95 % intervals): "
     )
     parts = [
         f"the {name} did better at {'; '.join(_pair_text(p) for p in pairs if p.winner == winner)}"

@@ -43,12 +43,6 @@ def test_quick_has_two_trials_of_inline_asyncio_around_the_knee_and_a_pool_past_
     assert estimated_wall_s(load_profile("quick")) <= 150
 
 
-def _equal_capacity_open_pairs(cells: list[Any]) -> set[float]:
-    queued = {(c.rate, c.workers) for c in cells if c.architecture == "queued" and c.load == "open"}
-    sync = {(c.rate, c.concurrency) for c in cells if c.architecture == "sync" and c.load == "open"}
-    return {rate for rate, servers in queued if (rate, servers) in sync}
-
-
 def test_default_repeats_every_cell_behind_the_answer_and_leaves_room_in_its_budget() -> None:
     profile = load_profile("default")
     cells = expand(profile)
