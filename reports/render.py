@@ -11,6 +11,7 @@ from typing import Any
 from reports.plots import PlotFile
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData
+from reports.upstream_plot import UpstreamSection
 from reports.verdict_text import Verdict, format_ms, percent_text, percentile_text, rate_text
 
 SYNTHETIC_NOTICE = (
@@ -64,6 +65,7 @@ class ReportContent:
     saturated_rows: list[bool]  # generator saturated or testbed-limited: highlighted
     plots: list[PlotFile]
     methodology: list[str]
+    upstream: UpstreamSection = UpstreamSection([], None)
 
 
 def _get(data: dict[str, Any], *path: str) -> Any:
@@ -247,10 +249,15 @@ def methodology(run: RunData) -> list[str]:
 
 
 def build_content(
-    run: RunData, answer: list[Verdict], verdicts: list[Verdict], plots: list[PlotFile]
+    run: RunData,
+    answer: list[Verdict],
+    verdicts: list[Verdict],
+    plots: list[PlotFile],
+    upstream: UpstreamSection | None = None,
 ) -> ReportContent:
     service = run.service_model()
     return ReportContent(
+        upstream=upstream or UpstreamSection([], None),
         title=f"ragload report — {run.run_dir.name}",
         synthetic=run.synthetic,
         metadata=metadata_items(run, service),
@@ -282,6 +289,30 @@ def _html_items(verdicts: Sequence[Verdict]) -> str:
     )
 
 
+def _html_upstream(section: UpstreamSection) -> str:
+    """The upstream section ("" for a run without an upstream record)."""
+    if not section.lines and section.plot is None:
+        return ""
+    esc = html.escape
+    items = "".join(f"<li>{esc(line)}</li>" for line in section.lines)
+    plot = (
+        f'<figure><img alt="{esc(section.plot.title)}" src="{_data_uri(section.plot)}">'
+        f"<figcaption>{esc(section.plot.title)}</figcaption></figure>"
+        if section.plot is not None
+        else ""
+    )
+    return f"<h2>Upstream</h2><ul>{items}</ul>{plot}"
+
+
+def _md_upstream(section: UpstreamSection) -> list[str]:
+    if not section.lines and section.plot is None:
+        return []
+    lines = ["## Upstream", ""] + [f"- {line}" for line in section.lines] + [""]
+    if section.plot is not None:
+        lines += [f"![{section.plot.title}]({section.plot.path.name})", ""]
+    return lines
+
+
 def render_html(content: ReportContent) -> str:
     esc = html.escape
     notice = f'<p class="notice">{esc(SYNTHETIC_NOTICE)}</p>' if content.synthetic else ""
@@ -302,6 +333,7 @@ def render_html(content: ReportContent) -> str:
 {notice}
 <h2>Answer</h2><ul class="verdict">{_html_items(content.answer)}</ul>
 <h2>Run</h2><dl>{metadata}</dl>
+{_html_upstream(content.upstream)}
 <h2>Verdict</h2><ul class="verdict">{_html_items(content.verdicts)}</ul>
 <h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
 <h2>Plots</h2>{plots}
@@ -324,6 +356,7 @@ def render_markdown(content: ReportContent) -> str:
         lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
     lines += ["## Answer", ""] + _md_items(content.answer)
     lines += ["## Run", ""] + [f"- **{k}**: {_md_cell(v)}" for k, v in content.metadata] + [""]
+    lines += _md_upstream(content.upstream)
     lines += ["## Verdict", ""]
     lines += _md_items(content.verdicts)
     lines += ["## Summary", "", "| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
