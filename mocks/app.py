@@ -71,7 +71,7 @@ class QuietDroppedStreams(logging.Filter):
 class CallRecord:
     """What a handler learns about its call, for GET /_mock/calls and the x-ratelimit-* headers."""
 
-    __slots__ = ("endpoint", "started", "draw", "draw_s", "scheduled_s", "tokens", "headers")
+    __slots__ = ("endpoint", "started", "draw", "draw_s", "scheduled_s", "ttft_s", "tokens", "headers")
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -79,6 +79,7 @@ class CallRecord:
         self.draw: Draw | None = None
         self.draw_s: float | None = None
         self.scheduled_s: float | None = None
+        self.ttft_s: float | None = None  # first token due, from the start (engine calls, streams)
         self.tokens = (0, 0)  # prompt, completion
         # x-ratelimit-*, once the call fit its limits: every answer to it carries them, errors too
         self.headers: list[tuple[bytes, bytes]] | tuple[()] = ()
@@ -97,6 +98,8 @@ class CallRecord:
             self.scheduled_s,
             ended,
             *self.tokens,
+            self.started,
+            self.ttft_s,
         )
 
 
@@ -207,7 +210,9 @@ class MockApp:
         if config.capacity == "batch":
             return await self._chat_in_engine(call, answer, send, record, fault)
         if call.stream:
-            ttft = record.draw_s = (config.chat_ttft or config.chat_latency).quantile(draw.latency_u)
+            ttft = record.draw_s = record.ttft_s = (config.chat_ttft or config.chat_latency).quantile(
+                draw.latency_u
+            )
             rate = config.chat_token_rate
             words = len(answer.words)
             record.scheduled_s = ttft + ((words - 1) / rate if rate > 0 else 0.0)
@@ -257,6 +262,8 @@ class MockApp:
                 record.scheduled_s = seq.finished_at - record.started
         finally:
             engine.abort(seq)
+            if seq.first_token_at is not None:
+                record.ttft_s = seq.first_token_at - record.started
         self._count_tokens(call, answer, status)
         return status
 

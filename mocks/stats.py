@@ -1,12 +1,14 @@
 """Counters behind GET /_mock/stats (requests, errors, calls in flight now and at most, tokens per second)
 and the per-call log behind GET /_mock/calls (each call's request key, its draw, its scheduled and actual
-time)."""
+time, when it started and when its first token was due)."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter, deque
 from typing import Any
+
+from mocks import clock
 
 CALLS_KEPT = 100_000  # the newest calls since the last reset; older ones are counted as dropped
 
@@ -20,6 +22,8 @@ CALL_FIELDS = (
     "actual_ms",  # when its last byte was handed to the server, from the same start
     "prompt_tokens",
     "completion_tokens",
+    "started_ms",  # when the call reached the app, from the last reset (`since`), on the mock's clock
+    "ttft_ms",  # when its first token was due, from the call's start (batch, or streaming); else null
 )
 
 
@@ -61,6 +65,7 @@ class EndpointStats:
 class Stats:
     def __init__(self) -> None:
         self.started = time.time()
+        self.clock_at_start = clock.now()  # `started` on the clock calls are timed with
         self.endpoints: dict[str, EndpointStats] = {}
         self.calls: deque[tuple[Any, ...]] = deque(maxlen=CALLS_KEPT)
         self.calls_seen = 0
@@ -85,6 +90,7 @@ class Stats:
     def reset(self) -> None:
         """Zero the counters and the call log; calls still in flight stay counted as in flight."""
         self.started = time.time()
+        self.clock_at_start = clock.now()
         for path, stats in self.endpoints.items():
             self.endpoints[path] = EndpointStats(in_flight=stats.in_flight)
         self.calls.clear()
@@ -110,13 +116,39 @@ class Stats:
 
     def calls_dict(self) -> dict[str, Any]:
         """Columnar (a list of rows, in CALL_FIELDS order), times in ms; the request path stored raw values
-        (key bytes, seconds) and they are formatted here, once, when asked for."""
+        (key bytes, seconds, the clock's reading at the call's start) and they are formatted here, once, when
+        asked for. `since` (seconds since the epoch) + `started_ms` puts a call on a wall clock."""
+        zero = self.clock_at_start
         return {
             "since": self.started,
             "fields": list(CALL_FIELDS),
             "calls": [
-                (endpoint, key.hex(), occurrence, status, _ms(draw), _ms(scheduled), _ms(actual), *tokens)
-                for endpoint, key, occurrence, status, draw, scheduled, actual, *tokens in self.calls
+                (
+                    endpoint,
+                    key.hex(),
+                    occurrence,
+                    status,
+                    _ms(draw),
+                    _ms(scheduled),
+                    _ms(actual),
+                    prompt_tokens,
+                    completion_tokens,
+                    _ms(started - zero),
+                    _ms(ttft),
+                )
+                for (
+                    endpoint,
+                    key,
+                    occurrence,
+                    status,
+                    draw,
+                    scheduled,
+                    actual,
+                    prompt_tokens,
+                    completion_tokens,
+                    started,
+                    ttft,
+                ) in self.calls
             ],
             "dropped": self.calls_seen - len(self.calls),
         }

@@ -11,7 +11,7 @@ figures the machine limited, and where it stops being a measurement.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reports.comparison import (
     PairVerdict,
@@ -25,9 +25,11 @@ from reports.comparison import (
 from reports.concurrency import engine
 from reports.corners import corners_answer
 from reports.intervals import Interval
+from reports.knee import knee_lines
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData, workers_text
 from reports.significance import Outcome
+from reports.upstream import UpstreamModel, upstream_models
 from reports.verdict import (
     best_per_worker_count,
     offered_below_capacity,
@@ -57,10 +59,13 @@ EXAMPLE_RATES = (10, 50, 100)  # req/s a reader might need to serve
 def compute_answer(run: RunData) -> list[Verdict]:
     cells = measured(run.cells)
     service = run.service_model()
+    knees = {name: model for name, model in upstream_models(run).items() if model.has_knee}
+    without_knee = [c for c in cells if c.upstream not in knees]
     return [
         inline_or_queued(cells),
-        *unbounded_inline(cells),
-        workers_needed(cells, service),
+        *knee_lines(run, cells),
+        *unbounded_inline(without_knee),
+        workers_needed(cells, service, knees),
         *corners_answer(run),  # reports/corners.py: only in a run with SAQ cells
     ]
 
@@ -98,8 +103,14 @@ def inline_or_queued(cells: Sequence[CellSummary]) -> Verdict:
     capacities = sorted(server_capacity(p.queued) or 0 for p in pairs)
     size = f"{capacities[0]:.1f}" + (f"–{capacities[-1]:.1f}" if capacities[-1] > 1.1 * capacities[0] else "")
     service = format_ms(pairs[0].queued.number("service_time_ms"))
+    bound = (
+        f"the upstream's capacity curve at as many calls as workers or threads ≈ {size} req/s, `"
+        f"{pairs[0].queued.upstream}`"
+        if pairs[0].queued.number("upstream_rps") is not None
+        else f"workers / S = concurrency / S ≈ {size} req/s"
+    )
     text = (
-        f"Inline or queued, at equal server capacity (workers / S = concurrency / S ≈ {size} req/s, "
+        f"Inline or queued, at equal server capacity ({bound}, "
         f"S = {service} per request upstream; {_trials_text(pairs)}, 95 % intervals): "
     )
     parts = [
@@ -251,14 +262,18 @@ def unbounded_inline(cells: Sequence[CellSummary]) -> list[Verdict]:
         lines.append(
             Verdict(
                 "inline or queued",
-                f"{baseline_name(top)}, bounded only by the upstream, had timeouts clearly below 1 % at "
-                f"every load tested ({figures}, timed out {percent_text(top.stats.timeout_rate)}, p99 "
+                f"{baseline_name(top)}, bounded only by the upstream{_on(top)}, had timeouts clearly below "
+                f"1 % at every load tested ({figures}, timed out {percent_text(top.stats.timeout_rate)}, p99 "
                 f"{format_ms(top.p99_ms)}): when the pipeline only waits on an upstream that takes the "
                 "concurrency (as this mock does), inline async needs no workers. A queue pays off when the "
                 "upstream or the machine caps concurrency, or when bursts must be held rather than refused.",
             )
         )
     return lines
+
+
+def _on(cell: CellSummary) -> str:
+    return f" (`{cell.upstream}`)" if cell.upstream else ""
 
 
 def _sizing_group(cells: Sequence[CellSummary]) -> list[CellSummary]:
@@ -284,8 +299,13 @@ def workers_for(rate: float, gain: Interval) -> str:
     return f"{count} [{fewest}, {most}]"
 
 
-def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -> Verdict:
-    """Per-worker throughput measured across worker counts → workers for example rates at 80 % busy."""
+def workers_needed(
+    cells: Sequence[CellSummary],
+    service: ServiceModel | None,
+    knees: Mapping[str, UpstreamModel] | None = None,
+) -> Verdict:
+    """Per-worker throughput measured across worker counts → workers for example rates at 80 % busy (on an
+    upstream with a knee: up to the knee's rate only; no worker count serves more than the upstream)."""
     topic = "workers needed"
     group = _sizing_group(cells)
     best, limited = split_testbed_limited(best_per_worker_count(group))
@@ -347,4 +367,17 @@ def workers_needed(cells: Sequence[CellSummary], service: ServiceModel | None) -
                 f"served {rate_text(high.stats.throughput)}): above ≈ {top:.0f} req/s the limit is not the "
                 "worker count here."
             )
-    return Verdict(topic, text + left_out)
+    return Verdict(topic, text + left_out + _knee_cap(scaling[-1], knees or {}))
+
+
+def _knee_cap(cell: CellSummary, knees: Mapping[str, UpstreamModel]) -> str:
+    """On an upstream with a knee, rates past the knee's are not reachable with more workers."""
+    model = knees.get(cell.upstream)
+    if model is None:
+        return ""
+    return (
+        f" These workers ran against `{model.name}`, whose knee caps every design at ≈ "
+        f"{model.knee_rps or 0:.1f} req/s (its capacity curve): counts for rates above that assume an "
+        "upstream with more capacity; "
+        f"against this one, workers past its knee (≈ {model.knee_concurrency}) only add calls in flight."
+    )

@@ -15,6 +15,7 @@ from reports.faults.report import build_fault_report
 from reports.plots import DEFAULT_DPI, PLOT_PATTERNS, write_plots
 from reports.render import build_content, render_html, render_markdown
 from reports.run_data import RunFolderError, load_run
+from reports.upstream_plot import PLOT_NAME, upstream_section
 from reports.verdict import compute_verdict
 
 
@@ -28,11 +29,13 @@ def build_report(run_dir: Path, out_dir: Path | None = None, dpi: int = DEFAULT_
     run = load_run(run_dir)
     out = out_dir or run_dir
     out.mkdir(parents=True, exist_ok=True)
-    for pattern in PLOT_PATTERNS:  # a rebuild must not leave plots of a previous run's layout behind
+    for pattern in (*PLOT_PATTERNS, PLOT_NAME):  # a rebuild must not leave a previous layout's plots behind
         for stale in out.glob(pattern):
             stale.unlink()
     plots = write_plots(run, out, dpi=dpi) + write_corner_plots(run, out, dpi=dpi)
-    content = build_content(run, compute_answer(run), compute_verdict(run), plots)
+    content = build_content(
+        run, compute_answer(run), compute_verdict(run), plots, upstream_section(run, out, dpi)
+    )
     content = replace(content, corners=corners_verdicts(run), corners_table=table_rows(run.cells))
     (out / "report.md").write_text(render_markdown(content), encoding="utf-8")
     html_path = out / "report.html"

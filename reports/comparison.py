@@ -243,7 +243,8 @@ def p99_ratio(cells: Sequence[CellSummary], deadline_s: float | None) -> list[Ve
         best_queued = _most_workers(c for c in queued if c.load_value == level)
         for sync_cell in sorted((c for c in sync if c.load_value == level), key=lambda c: c.mode):
             for queued_cell in best_queued.values():
-                lines.append(_p99_line(topic, queued_cell, sync_cell, where, deadline_s))
+                if queued_cell.upstream == sync_cell.upstream:  # against one upstream only
+                    lines.append(_p99_line(topic, queued_cell, sync_cell, where, deadline_s))
     return lines
 
 
@@ -253,8 +254,14 @@ def baseline_name(sync: CellSummary) -> str:
 
 
 def server_capacity(cell: CellSummary) -> float | None:
-    """Requests per second the cell's server side can serve at most (W × jobs per worker / S, or
-    concurrency / S)."""
+    """Requests per second the cell's server side can serve at most (W × jobs per worker / S or
+    concurrency / S; under an upstream with a capacity knee, its curve at W or concurrency, as the harness
+    wrote it)."""
+    written = cell.number("server_capacity_rps")
+    if written is not None:
+        return written
+    if cell.upstream and "server_capacity_rps" in cell.extra:
+        return None  # written empty: no server-side bound (asyncio)
     service_ms = cell.number("service_time_ms")
     servers = concurrency(cell).total if cell.architecture == "queued" else cell.number("concurrency")
     if not service_ms or not servers:
@@ -370,11 +377,14 @@ def _pairs_by_load(
     """Per load mode, the preferred (queued, sync) pair at each load level both ran at (none: empty)."""
     groups = []
     for load in sorted({c.load for c in usable}):
-        queued = [c for c in usable if c.load == load and c.architecture == "queued"]
-        sync = [c for c in usable if c.load == load and c.architecture == "sync"]
-        levels = {c.load_value for c in queued} & {c.load_value for c in sync}
-        common = sorted(v for v in levels if v is not None)
-        groups.append((load, [_preferred_pair(queued, sync, level) for level in common]))
+        pairs = []
+        for upstream in sorted({c.upstream for c in usable}):  # a pair ran against one upstream
+            queued = [c for c in usable if (c.load, c.upstream, c.architecture) == (load, upstream, "queued")]
+            sync = [c for c in usable if (c.load, c.upstream, c.architecture) == (load, upstream, "sync")]
+            levels = {c.load_value for c in queued} & {c.load_value for c in sync}
+            common = sorted(v for v in levels if v is not None)
+            pairs += [_preferred_pair(queued, sync, level) for level in common]
+        groups.append((load, pairs))
     return groups
 
 

@@ -12,6 +12,7 @@ from reports import corners
 from reports.plots import PlotFile
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData
+from reports.upstream_plot import UpstreamSection
 from reports.verdict_text import Verdict, format_ms, percent_text, percentile_text, rate_text
 
 SYNTHETIC_NOTICE = (
@@ -66,6 +67,7 @@ class ReportContent:
     saturated_rows: list[bool]  # generator saturated or testbed-limited: highlighted
     plots: list[PlotFile]
     methodology: list[str]
+    upstream: UpstreamSection = UpstreamSection([], None)
     corners: list[Verdict] = field(default_factory=list)  # reports/corners.py: a run with SAQ cells only
     corners_table: list[list[str]] = field(default_factory=list)
 
@@ -260,10 +262,15 @@ def methodology(run: RunData) -> list[str]:
 
 
 def build_content(
-    run: RunData, answer: list[Verdict], verdicts: list[Verdict], plots: list[PlotFile]
+    run: RunData,
+    answer: list[Verdict],
+    verdicts: list[Verdict],
+    plots: list[PlotFile],
+    upstream: UpstreamSection | None = None,
 ) -> ReportContent:
     service = run.service_model()
     return ReportContent(
+        upstream=upstream or UpstreamSection([], None),
         title=f"ragload report — {run.run_dir.name}",
         synthetic=run.synthetic,
         metadata=metadata_items(run, service),
@@ -297,6 +304,30 @@ def _html_items(verdicts: Sequence[Verdict]) -> str:
     )
 
 
+def _html_upstream(section: UpstreamSection) -> str:
+    """The upstream section ("" for a run without an upstream record)."""
+    if not section.lines and section.plot is None:
+        return ""
+    esc = html.escape
+    items = "".join(f"<li>{esc(line)}</li>" for line in section.lines)
+    plot = (
+        f'<figure><img alt="{esc(section.plot.title)}" src="{_data_uri(section.plot)}">'
+        f"<figcaption>{esc(section.plot.title)}</figcaption></figure>"
+        if section.plot is not None
+        else ""
+    )
+    return f"<h2>Upstream</h2><ul>{items}</ul>{plot}"
+
+
+def _md_upstream(section: UpstreamSection) -> list[str]:
+    if not section.lines and section.plot is None:
+        return []
+    lines = ["## Upstream", ""] + [f"- {line}" for line in section.lines] + [""]
+    if section.plot is not None:
+        lines += [f"![{section.plot.title}]({section.plot.path.name})", ""]
+    return lines
+
+
 def render_html(content: ReportContent) -> str:
     esc = html.escape
     notice = f'<p class="notice">{esc(SYNTHETIC_NOTICE)}</p>' if content.synthetic else ""
@@ -317,6 +348,7 @@ def render_html(content: ReportContent) -> str:
 {notice}
 <h2>Answer</h2><ul class="verdict">{_html_items(content.answer)}</ul>
 <h2>Run</h2><dl>{metadata}</dl>
+{_html_upstream(content.upstream)}
 <h2>Verdict</h2><ul class="verdict">{_html_items(content.verdicts)}</ul>
 {_html_corners(content)}<h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
 <h2>Plots</h2>{plots}
@@ -369,6 +401,7 @@ def render_markdown(content: ReportContent) -> str:
         lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
     lines += ["## Answer", ""] + _md_items(content.answer)
     lines += ["## Run", ""] + [f"- **{k}**: {_md_cell(v)}" for k, v in content.metadata] + [""]
+    lines += _md_upstream(content.upstream)
     lines += ["## Verdict", ""]
     lines += _md_items(content.verdicts)
     lines += _md_corners(content)

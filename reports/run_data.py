@@ -80,6 +80,7 @@ class CellSummary:
     seed: int | None = None
     trials: tuple[CellSummary, ...] = ()  # an aggregate's trials; () for a trial row
     latencies_ms: tuple[float, ...] | None = None  # a trial's counted e2e latencies, from its samples.csv
+    upstream_note: str = ""  # the upstream's name when the run has several and this is not the main one
 
     @property
     def runs(self) -> tuple[CellSummary, ...]:
@@ -123,17 +124,34 @@ class CellSummary:
         return _number(self.extra.get(column))
 
     @property
+    def upstream(self) -> str:
+        """The upstream profile the cell ran against ("": the mock's own flags, or an older folder)."""
+        return self.extra.get("upstream", "").strip()
+
+    @property
+    def burst(self) -> bool:
+        return bool(_flag(self.extra.get("burst")))
+
+    @property
     def config_label(self) -> str:
         if self.architecture == "queued":
-            return workers_text(self.workers) if self.workers is not None else "workers ?"
-        processes, threads = self.number("processes"), self.number("threads")
-        parts = [f"p{processes:g}"] if processes is not None else []
-        if threads is not None:
-            parts.append(f"t{threads:g}")
-        return " ".join(parts)
+            label = workers_text(self.workers) if self.workers is not None else "workers ?"
+        else:
+            processes, threads = self.number("processes"), self.number("threads")
+            parts = [f"p{processes:g}"] if processes is not None else []
+            if threads is not None:
+                parts.append(f"t{threads:g}")
+            label = " ".join(parts)
+        return label + (f" on {self.upstream_note}" if self.upstream_note else "")
 
 
-SUMMARY_FIELDS = frozenset(CellSummary.__dataclass_fields__) - {"extra", "trials", "latencies_ms", "trial_id"}
+SUMMARY_FIELDS = frozenset(CellSummary.__dataclass_fields__) - {
+    "extra",
+    "trials",
+    "latencies_ms",
+    "trial_id",
+    "upstream_note",
+}
 
 
 def _figures(trial: CellSummary) -> TrialFigures:
@@ -386,12 +404,25 @@ def load_run(run_dir: Path) -> RunData:
             replace(row, latencies_ms=read_latencies(folder, row.number("deadline_s")))
         )
     cells = [aggregate(sorted(trials, key=lambda t: t.trial)) for _, trials in sorted(by_cell.items())]
+    cells = _note_upstreams(cells)
     return RunData(
         run_dir=run_dir,
         config=_json(run_dir / "config.json"),
         meta=_json(run_dir / "meta.json"),
         cells=cells,
     )
+
+
+def _note_upstreams(cells: list[CellSummary]) -> list[CellSummary]:
+    """In a run on several upstreams, name the upstream in the labels of the cells not on the main one (the
+    one most cells ran against), so that plots and tables keep them apart."""
+    counts: dict[str, int] = defaultdict(int)
+    for cell in cells:
+        counts[cell.upstream] += 1
+    if len(counts) < 2:
+        return cells
+    main = max(counts, key=lambda name: counts[name])
+    return [replace(c, upstream_note=c.upstream) if c.upstream != main else c for c in cells]
 
 
 def workers_text(count: int | None) -> str:

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loadtests.sweep.upstream_capacity import UpstreamCurve, capacity_curve
+from mocks.config import MockConfig
 from mocks.latency import LatencySpec
 from mocks.upstream import load_upstream
 
@@ -63,7 +65,12 @@ class MockSettings(BaseModel):
     embed_latency: str = "const:10ms"
     # An upstream profile for the mock (mocks/upstream.py): a preset ("vllm-like", "unbounded") or a TOML
     # file from `ragload probe-upstream`. Its keys apply first; chat_latency/embed_latency given here win.
+    # A group may name another (`[[group]] upstream = ...`): it is put on the mock before the group's cells.
     upstream: str | None = None
+    # What one RAG chat call sends and gets (the prompt with top-k passages, the mock's short answer): the
+    # capacity curve of an upstream with a knee is computed for calls of this size.
+    prompt_tokens: int = Field(default=150, ge=1)  # ≈ 149 measured in the mock's call log
+    output_tokens: int = Field(default=14, ge=1)  # ≈ 14.3 measured
 
     @field_validator("chat_latency", "embed_latency")
     @classmethod
@@ -89,24 +96,61 @@ class MockSettings(BaseModel):
             return {"chat_latency": self.chat_latency, "embed_latency": self.embed_latency}
         return {**load_upstream(self.upstream), **self._latencies_given()}
 
+    def for_upstream(self, upstream: str | None) -> MockSettings:
+        """These settings with another upstream (None: this profile's own)."""
+        return self if upstream is None else self.model_copy(update={"upstream": upstream})
+
+    def mock_config(self) -> MockConfig:
+        """The configuration the mock runs under these settings (its defaults, then the live config)."""
+        return MockConfig().updated(self.live_config())
+
+    def latency_specs(self) -> tuple[LatencySpec, LatencySpec]:
+        """(chat, embeddings) as the mock serves them: the upstream's unless this profile sets them. Under a
+        capacity model the chat spec is only the time before the engine."""
+        config = self.mock_config()
+        return config.chat_latency, config.embed_latency
+
+    def curve(self) -> UpstreamCurve | None:
+        """The capacity curve of this upstream (loadtests/sweep/upstream_capacity.py); None without a knee."""
+        if self.upstream is None:
+            return None
+        live = self.live_config()
+        return capacity_curve(
+            self.upstream,
+            tuple(sorted(live.items())),
+            self.latency_specs()[1].mean,
+            self.prompt_tokens,
+            self.output_tokens,
+        )
+
     @property
     def service_time_s(self) -> float:
-        """Mean configured upstream time of one RAG request: one embeddings call plus one chat call."""
-        return LatencySpec.parse(self.chat_latency).mean + LatencySpec.parse(self.embed_latency).mean
+        """Mean upstream time of one RAG request alone: one embeddings call plus one chat call (under a
+        capacity model: the chat call's draw plus the engine's time for a call that has it to itself)."""
+        curve = self.curve()
+        if curve is not None:
+            return curve.unloaded_s
+        chat, embed = self.latency_specs()
+        return chat.mean + embed.mean
 
     def service_time_numbers(self) -> dict[str, Any]:
         """Mean (s) and CV² of the configured upstream time, per call and per request (one embeddings call,
         then one chat call), for config.json's `service_time_model`: the report's queueing model reads these
         numbers, never a latency spec (reports/ imports nothing of the mock)."""
-        calls = {
-            "embeddings": LatencySpec.parse(self.embed_latency),
-            "chat": LatencySpec.parse(self.chat_latency),
+        chat, embed = self.latency_specs()
+        curve = self.curve()
+        # Under a capacity model a call alone adds the engine's (deterministic) time to its own draw.
+        engine_s = curve.unloaded_s - chat.mean - embed.mean if curve is not None else 0.0
+        engine_text = f" + {engine_s * 1000:.0f} ms engine alone" if curve is not None else ""
+        moments = {
+            "embeddings": (str(embed), embed.mean, embed.variance),
+            "chat": (f"{chat}{engine_text}", chat.mean + engine_s, chat.variance),
         }
-        mean = sum(spec.mean for spec in calls.values())
-        variance = sum(spec.variance for spec in calls.values())
+        mean = sum(m[1] for m in moments.values())
+        variance = sum(m[2] for m in moments.values())
         return {
-            "per_call": {name: _moments(str(spec), spec.mean, spec.variance) for name, spec in calls.items()},
-            "per_request": _moments(" + ".join(str(spec) for spec in calls.values()), mean, variance),
+            "per_call": {name: _moments(*m) for name, m in moments.items()},
+            "per_request": _moments(" + ".join(m[0] for m in moments.values()), mean, variance),
         }
 
     def args(self, seed: int) -> list[str]:
@@ -142,7 +186,17 @@ class Group(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     poll_interval_s: float = Field(default=0.25, gt=0)
     repeats: int | None = Field(default=None, ge=1, le=100, description="overrides [run] repeats")
+    upstream: str | None = None  # the upstream its cells run against (default: the [mock] table's)
+    duration_s: float | None = Field(default=None, gt=0, description="overrides [run] duration_s")
+    burst: bool = False  # open loop for a short duration_s: the report reads it as a burst, not a steady load
     why: str = ""  # what the group's cells are for in the report (printed by --dry-run)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream_loads(cls, value: str | None) -> str | None:
+        if value is not None:
+            load_upstream(value)  # raises ConfigError (a ValueError) with the reason
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Group:
@@ -172,6 +226,8 @@ class Group(BaseModel):
                 raise ValueError("an open-loop group needs `rates = [...]`, each above 0")
             if self.users or self.users_per_worker:
                 raise ValueError("open-loop groups take `rates`, not users (the user pool is sized for you)")
+        if self.burst and (self.load != "open" or self.duration_s is None):
+            raise ValueError("a burst is an open-loop group with its own (short) `duration_s`")
         return self
 
 
@@ -214,6 +270,14 @@ class Cell:
     repeats: int = 1
     seed: int = 0  # load_seed: the same for every cell at this load in this trial
     why: str = ""  # the group's reason to be in the profile
+    upstream: str = ""  # the upstream profile put on the mock before the cell ("": the mock's flags)
+    # Requests per second the server side can serve at most: W / S, concurrency / S, or under a capacity
+    # upstream its curve at W or concurrency; None: no server-side bound (asyncio) or unknown upstream.
+    server_capacity_rps: float | None = None
+    # Under a capacity upstream: the most this cell can get from it (its curve at the requests the cell can
+    # have in flight, the knee's when nothing bounds them); None: no capacity model (the ideal is W / S).
+    upstream_rps: float | None = None
+    burst: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,21 +326,35 @@ def load_seed(run_seed: int, load: str, value: float, trial: int) -> int:
     return int.from_bytes(digest, "little") & 0x7FFF_FFFF
 
 
+def _capacities(
+    curve: UpstreamCurve | None, service_s: float, servers: int | None, users: int | None
+) -> tuple[float | None, float | None]:
+    """(server_capacity_rps, upstream_rps) of a cell with `servers` (None: unbounded) and closed-loop
+    `users` (None: open loop)."""
+    if curve is None:
+        return (servers / service_s if servers and service_s > 0 else None), None
+    in_flight = min(n for n in (servers, users) if n is not None) if (servers or users) else None
+    return (curve.rps(servers) if servers else None), curve.rps(in_flight)
+
+
 def expand(profile: Profile, repeats: int | None = None) -> list[Cell]:
     """Every trial of every cell, trials of one cell together (`run_order` sets the order they run in);
     `repeats` (`ragload bench --repeats N`) overrides the profile's for every group."""
     cells: list[Cell] = []
-    service_ms = profile.mock.service_time_s * 1000
     index = 0
     for group in profile.group:
         worker_counts: list[int | None] = list(group.workers) if group.workers else [None]
         sync = group.architecture == "sync"
         trials = repeats or group.repeats or profile.run.repeats
+        mock = profile.mock.for_upstream(group.upstream)
+        service_s, curve = mock.service_time_s, mock.curve()
+        concurrency = baseline_concurrency(group.mode, group.processes, group.threads) if sync else None
         for workers in worker_counts:
             for users, rate in _loads(group, workers):
                 index += 1
                 name = _cell_id(index, group, workers, users, rate)
                 load_value = float(users) if users is not None else float(rate or 0)
+                server_rps, upstream_rps = _capacities(curve, service_s, workers or concurrency, users)
                 cells.extend(
                     Cell(
                         index=index,
@@ -287,21 +365,23 @@ def expand(profile: Profile, repeats: int | None = None) -> list[Cell]:
                         workers=workers,
                         users=users,
                         rate=rate,
-                        duration_s=profile.run.duration_s,
-                        warmup_s=profile.run.warmup_s,
+                        duration_s=group.duration_s or profile.run.duration_s,
+                        warmup_s=0.0 if group.burst else profile.run.warmup_s,  # a burst starts cold
                         deadline_s=profile.run.deadline_s,
-                        service_time_ms=round(service_ms, 3),
+                        service_time_ms=round(service_s * 1000, 3),
                         processes=group.processes if sync else None,
                         threads=group.threads if sync else None,
-                        concurrency=baseline_concurrency(group.mode, group.processes, group.threads)
-                        if sync
-                        else None,
+                        concurrency=concurrency,
                         poll_interval_s=group.poll_interval_s if group.mode == "poll" else None,
                         cell=name,
                         trial=trial,
                         repeats=trials,
                         seed=load_seed(profile.run.seed, group.load, load_value, trial),
                         why=group.why,
+                        upstream=group.upstream or profile.mock.upstream or "",
+                        server_capacity_rps=_round(server_rps),
+                        upstream_rps=_round(upstream_rps),
+                        burst=group.burst,
                     )
                     for trial in range(1, trials + 1)
                 )
@@ -338,13 +418,21 @@ def with_overhead(cells: Sequence[Cell], overhead_ms: dict[str, float]) -> list[
     return [replace(c, overhead_ms=overhead_ms.get(c.architecture, 0.0)) for c in cells]
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def overloaded(cell: Cell) -> bool:
-    """Open loop past the server side's capacity (W/S or concurrency/S): requests are still in flight when
-    the arrivals end, and the trial waits for them up to the deadline."""
+    """Open loop past the server side's capacity (W/S, concurrency/S, or a capacity upstream's curve at
+    either, or at its knee when nothing bounds the calls): requests are still in flight when the arrivals
+    end, and the trial waits for them up to the deadline."""
     if cell.load != "open" or not cell.service_time_ms or cell.rate is None:
         return False
-    servers = cell.workers if cell.architecture == "queued" else cell.concurrency
-    return servers is not None and cell.rate > servers / (cell.service_time_ms / 1000)
+    capacity = cell.server_capacity_rps if cell.server_capacity_rps is not None else cell.upstream_rps
+    if capacity is None:  # a cell made without capacities (tests): W/S or concurrency/S
+        servers = cell.workers if cell.architecture == "queued" else cell.concurrency
+        capacity = servers / (cell.service_time_ms / 1000) if servers else None
+    return capacity is not None and cell.rate > capacity
 
 
 def estimated_wall_s(profile: Profile, cells: list[Cell] | None = None) -> float:

@@ -209,13 +209,23 @@ def prepare(
         mode, processes, threads = cell.baseline_key
         target.restart_baseline(mode, processes, threads)
         state.baseline = cell.baseline_key
+    elif not settled and state.baseline is not None:
+        # Still busy after SETTLE_MAX_S: the baseline is working through requests its clients gave up on (a
+        # thread cannot be cancelled, and a stale request keeps its upstream call). Left running, they would
+        # load the upstream under this cell, whichever architecture it measures.
+        target.restart_baseline(*state.baseline)
+    settled_after = settled or wait_quiet(mock)
     if cell.workers is not None:
         target.scale_workers(cell.workers)
     target.reset()
     if mock:
         _http_json(f"{mock}/_mock/config", "PUT", {**(latency or {}), "seed": seed})
         _http_json(f"{mock}/_mock/stats", "DELETE")
-    return {"settled_before": settled, "prepare_s": round(time.monotonic() - began, 2)}
+    return {
+        "settled_before": settled,
+        "settled_after_restart": settled_after,
+        "prepare_s": round(time.monotonic() - began, 2),
+    }
 
 
 def host_for(cell: Cell, target: Target) -> str:
@@ -261,10 +271,16 @@ def write_upstream_calls(path: Path, calls: Mapping[str, Any]) -> dict[str, Any]
     }
 
 
+def cell_live_config(profile: Profile, cell: Cell) -> dict[str, object]:
+    """What prepare() PUTs on the mock before the cell: its upstream profile's keys (the group's upstream,
+    else the profile's), then the latencies the profile sets."""
+    return profile.mock.for_upstream(cell.upstream or None).live_config()
+
+
 def run_cell(
     cell: Cell, target: Target, run_dir: Path, profile: Profile, args: argparse.Namespace, state: SweepState
 ) -> dict[str, Any]:
-    latency = profile.mock.live_config()  # the upstream profile's keys (if any), then the latencies given
+    latency = cell_live_config(profile, cell)
     cell_dir = run_dir / "cells" / cell.cell_id
     cell_dir.mkdir(parents=True, exist_ok=True)
     locust = LocustRun(
@@ -437,7 +453,7 @@ def main(args: argparse.Namespace) -> int:
     cells = run_order(cells, profile.run.seed)
     if target is not None and not target.urls.get("mock"):
         # The profile's latency model never reaches an upstream we cannot configure: no ideal to compare with.
-        cells = [replace(c, service_time_ms=None) for c in cells]
+        cells = [replace(c, service_time_ms=None, server_capacity_rps=None, upstream_rps=None) for c in cells]
     expected_min = estimated_wall_s(profile, cells) / 60
     names = {c.cell for c in cells}
     print(
@@ -507,16 +523,18 @@ def dry_run_lines(cells: Sequence[Cell]) -> list[str]:
     """Each cell with its trial count and why it is in the profile, then the order the trials run in."""
     first = {c.cell: c for c in sorted(cells, key=lambda c: (c.index, c.trial))}
     lines = [
-        f"  {name} ×{cell.repeats}" + (f": {cell.why}" if cell.why else "") for name, cell in first.items()
+        f"  {name} ×{cell.repeats}"
+        + (f" on {cell.upstream}" if cell.upstream else "")
+        + (f" (upstream bound {cell.upstream_rps:g} req/s)" if cell.upstream_rps else "")
+        + (f": {cell.why}" if cell.why else "")
+        for name, cell in first.items()
     ]
     lines.append("  run order: " + ", ".join(c.cell_id for c in cells))
     return lines
 
 
 def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]) -> dict[str, Any]:
-    from mocks.latency import LatencySpec
-
-    chat, embed = LatencySpec.parse(profile.mock.chat_latency), LatencySpec.parse(profile.mock.embed_latency)
+    chat, embed = profile.mock.latency_specs()
     slo: Slo = getattr(args, "slo_parsed", Slo())
     upstream_known = all(c.service_time_ms is not None for c in cells)
     return {
@@ -528,8 +546,8 @@ def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]
         # False: --target without a mock: the upstream's latency is unknown, so is every cell's ideal
         "upstream_known": upstream_known,
         "service_time_model": {
-            "chat_latency": profile.mock.chat_latency,
-            "embed_latency": profile.mock.embed_latency,
+            "chat_latency": str(chat),
+            "embed_latency": str(embed),
             "chat_mean_ms": round(chat.mean * 1000, 3),
             "embed_mean_ms": round(embed.mean * 1000, 3),
             "service_time_ms": round(profile.mock.service_time_s * 1000, 3),
@@ -539,8 +557,24 @@ def run_config(args: argparse.Namespace, profile: Profile, cells: Sequence[Cell]
         "target": args.target or "embedded",
         "locust_workers": args.locust_workers,
         "cells": [c.as_dict() for c in cells],  # in the order they ran
+        "upstreams": upstream_facts(profile, cells),
         "expected_wall_s": round(estimated_wall_s(profile, list(cells))),
     }
+
+
+def upstream_facts(profile: Profile, cells: Sequence[Cell]) -> dict[str, Any]:
+    """Per upstream the cells ran against: its mock config, S and, with a capacity knee, the model's curve
+    (numbers the report plots and reads; it never imports the mock)."""
+    facts: dict[str, Any] = {}
+    for name in sorted({c.upstream for c in cells if c.upstream}):
+        mock = profile.mock.for_upstream(name)
+        curve = mock.curve()
+        facts[name] = {
+            "config": mock.live_config(),
+            "service_time_ms": round(mock.service_time_s * 1000, 3),
+            **(curve.as_dict() if curve is not None else {"model": "unbounded"}),
+        }
+    return facts
 
 
 def build(run_dir: Path) -> None:

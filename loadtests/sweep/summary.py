@@ -99,6 +99,10 @@ SUMMARY_COLUMNS = (
     "busiest_process_pct",
     "testbed_limited",
     "upstream_draw_ms",  # the trial's mean upstream draw per request (mock's GET /_mock/calls), vs S
+    "upstream",  # the upstream profile the cell ran against ("": the mock's own flags)
+    "server_capacity_rps",  # the server side's bound: W/S, concurrency/S, or a capacity upstream's curve
+    "upstream_rps",  # under a capacity upstream: the most the cell can get from it (else empty)
+    "burst",  # an open-loop burst (a short, high rate), not a steady load
     "engine",
     "jobs_per_worker",
     "rss_api_mb",
@@ -190,7 +194,16 @@ def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | Non
     C = 1), concurrency / S for the baseline (asyncio: unbounded, only the upstream limits it). Client:
     closed loop, users / S (each user has one request in flight, each lasts at least S); open loop, the
     arrivals actually offered in the window (`offered_rps`; the nominal rate when not given).
+
+    Under an upstream with a capacity knee, W / S is no bound a pool reaches: the server-side bound is the
+    upstream's curve at the requests the cell can have in flight (`cell.upstream_rps`, computed by the
+    harness from mocks.capacity's model; "upstream"), against the offered arrivals in open loop.
     """
+    if cell.upstream_rps is not None:
+        offered = offered_rps if offered_rps is not None else cell.rate
+        if cell.load == "open" and offered is not None and offered < cell.upstream_rps:
+            return offered, "client"
+        return cell.upstream_rps, "upstream"
     if not cell.service_time_ms:
         return None, "unknown"
     service_s = cell.service_time_ms / 1000
@@ -357,6 +370,10 @@ def summarize(
         "slo_attainment": round(met / len(e2e), 4) if e2e else None,
         "goodput_rps": round(met / cell.duration_s, 3),
         **cpu_limit(cell, server, cores or os.cpu_count() or 1),
+        "upstream": cell.upstream,
+        "server_capacity_rps": cell.server_capacity_rps,
+        "upstream_rps": cell.upstream_rps,
+        "burst": cell.burst,
         **dict(zip(("engine", "jobs_per_worker"), queue_engine(cell), strict=True)),
         **memory_figures(cell, server),
     }

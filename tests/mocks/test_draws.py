@@ -103,3 +103,28 @@ def test_calls_are_logged_with_their_schedule_and_cleared_with_the_stats(mock_se
     assert call["completion_tokens"] == len(response.json()["choices"][0]["message"]["content"].split())
     httpx.delete(f"{mock_server.url}/_mock/stats").raise_for_status()
     assert httpx.get(f"{mock_server.url}/_mock/calls").json()["calls"] == []
+
+
+async def test_calls_are_logged_with_their_start_and_first_token(mock_server: MockServer) -> None:
+    """`started_ms` puts each call on the clock of the last reset (so a harness can count calls in flight
+    over time); `ttft_ms` is when the engine gave the call its first token (null without one)."""
+    mock_server.configure(
+        capacity="batch", chat_latency="const:5ms", max_batch=2, step_base="20ms", step_per_seq="0ms"
+    )
+    body = {"model": "m", "messages": [{"role": "user", "content": "Question: hi"}], "max_tokens": 3}
+    async with httpx.AsyncClient(base_url=mock_server.base_url, timeout=10) as client:
+        httpx.delete(f"{mock_server.url}/_mock/stats").raise_for_status()
+        await asyncio.gather(*(client.post("/chat/completions", json=body) for _ in range(4)))
+        mock_server.configure(capacity="unbounded")
+        await client.post("/chat/completions", json=body)
+    log = httpx.get(f"{mock_server.url}/_mock/calls").json()
+    calls = [dict(zip(log["fields"], row, strict=True)) for row in log["calls"]]
+    batch, unbounded = calls[:4], calls[4]
+    assert all(c["started_ms"] >= 0 for c in calls)
+    assert unbounded["started_ms"] >= max(c["started_ms"] for c in batch)
+    assert unbounded["ttft_ms"] is None  # the whole answer at once: no first token of its own
+    # Two slots for four calls: the last two waited for a slot, at least one 20 ms step longer than the
+    # others.
+    ttfts = sorted(c["ttft_ms"] for c in batch)
+    assert all(c["ttft_ms"] <= c["actual_ms"] for c in batch)
+    assert ttfts[2] >= ttfts[1] + 20

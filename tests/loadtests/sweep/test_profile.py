@@ -33,29 +33,31 @@ def test_shipped_profiles_load_and_fit_their_budget(name: str) -> None:
     assert len({c.deadline_s for c in cells}) == 1  # one deadline for both architectures
 
 
-def test_quick_has_two_trials_of_a_scaling_pair_and_an_equal_capacity_comparison() -> None:
+def test_quick_has_two_trials_of_inline_asyncio_around_the_knee_and_a_pool_past_it() -> None:
     cells = expand(load_profile("quick"))
-    assert len({c.workers for c in cells if c.architecture == "queued" and c.load == "closed"}) >= 2
     assert {c.repeats for c in cells} == {2}
-    assert _equal_capacity_open_pairs(cells)
-    assert estimated_wall_s(load_profile("quick")) <= 180
-
-
-def _equal_capacity_open_pairs(cells: list[Any]) -> set[float]:
-    queued = {(c.rate, c.workers) for c in cells if c.architecture == "queued" and c.load == "open"}
-    sync = {(c.rate, c.concurrency) for c in cells if c.architecture == "sync" and c.load == "open"}
-    return {rate for rate, servers in queued if (rate, servers) in sync}
+    asyncio = {c.rate for c in cells if c.mode == "asyncio"}
+    knee = load_profile("quick").mock.curve()
+    assert knee is not None and min(asyncio) < knee.knee.rps < max(asyncio)  # below and past the knee
+    assert {c.rate for c in cells if c.architecture == "queued"} & asyncio  # the pool at a rate past it
+    assert estimated_wall_s(load_profile("quick")) <= 150
 
 
 def test_default_repeats_every_cell_behind_the_answer_and_leaves_room_in_its_budget() -> None:
     profile = load_profile("default")
     cells = expand(profile)
-    assert min(c.repeats for c in cells) >= 3  # every cell behind the Answer: an interval from 3 trials
-    assert len(_equal_capacity_open_pairs(cells)) >= 2  # the Answer's first line: below and past capacity
-    assert len({c.workers for c in cells if c.architecture == "queued" and c.load == "closed"}) >= 3
-    assert "asyncio" in {c.mode for c in cells if c.architecture == "sync"}
+    knee_cells = [c for c in cells if c.upstream == "vllm-like"]
+    assert min(c.repeats for c in knee_cells) >= 3  # every cell behind the Answer: an interval from 3 trials
+    assert len({c.workers for c in cells if c.architecture == "queued" and c.load == "closed"}) >= 2
+    asyncio_rates = {c.rate for c in knee_cells if c.mode == "asyncio" and not c.burst}
+    assert len(asyncio_rates) >= 2  # where inline asyncio starts to time out
+    assert {c.rate for c in knee_cells if c.architecture == "queued" and not c.burst} & asyncio_rates
+    bursts = {(c.architecture, c.rate) for c in knee_cells if c.burst}
+    assert {architecture for architecture, _ in bursts} == {"queued", "sync"}  # a burst in each design
+    assert any(c.upstream == "unbounded" for c in cells)  # the contrast
     assert all(group.why for group in profile.group)  # each group says why it is there
-    assert estimated_wall_s(profile, cells) <= 7.5 * 60  # 12 min budget: room for the groups still to come
+    # 8.5 of the 12 min budget, measured (the estimate runs ≈ 1.4× short on a busy 2-core machine)
+    assert 1.4 * estimated_wall_s(profile, cells) <= 8.5 * 60
 
 
 def test_trials_at_one_load_share_their_seed_whatever_the_architecture() -> None:
