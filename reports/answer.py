@@ -22,6 +22,8 @@ from reports.comparison import (
     same_capacity,
     server_capacity,
 )
+from reports.concurrency import engine
+from reports.corners import corners_answer
 from reports.intervals import Interval
 from reports.knee import knee_lines
 from reports.queueing import ServiceModel
@@ -64,6 +66,7 @@ def compute_answer(run: RunData) -> list[Verdict]:
         *knee_lines(run, cells),
         *unbounded_inline(without_knee),
         workers_needed(cells, service, knees),
+        *corners_answer(run),  # reports/corners.py: only in a run with SAQ cells
     ]
 
 
@@ -275,7 +278,8 @@ def _on(cell: CellSummary) -> str:
 
 def _sizing_group(cells: Sequence[CellSummary]) -> list[CellSummary]:
     """The queued cells of one mode and load mode with the most worker counts (closed loop on a tie)."""
-    groups = series_groups((c for c in cells if c.architecture == "queued"), by_config=False)
+    # RQ only: a SAQ worker process holds C jobs at once, so its slope is no RQ worker's
+    groups = series_groups((c for c in cells if engine(c) == "rq"), by_config=False)
     if not groups:
         return []
     # keys are (architecture, mode, load)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from reports.answer import compute_answer
+from reports.corner_plots import write_corner_plots
+from reports.corners import corners_verdicts, table_rows
 from reports.faults.data import is_fault_run
 from reports.faults.report import build_fault_report
 from reports.plots import DEFAULT_DPI, PLOT_PATTERNS, write_plots
@@ -29,10 +32,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None, dpi: int = DEFAULT_
     for pattern in (*PLOT_PATTERNS, PLOT_NAME):  # a rebuild must not leave a previous layout's plots behind
         for stale in out.glob(pattern):
             stale.unlink()
-    plots = write_plots(run, out, dpi=dpi)
+    plots = write_plots(run, out, dpi=dpi) + write_corner_plots(run, out, dpi=dpi)
     content = build_content(
         run, compute_answer(run), compute_verdict(run), plots, upstream_section(run, out, dpi)
     )
+    content = replace(content, corners=corners_verdicts(run), corners_table=table_rows(run.cells))
     (out / "report.md").write_text(render_markdown(content), encoding="utf-8")
     html_path = out / "report.html"
     html_path.write_text(render_html(content), encoding="utf-8")

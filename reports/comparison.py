@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from reports.concurrency import concurrency
 from reports.intervals import Interval, paired_difference, welch_difference
 from reports.run_data import CellSummary, workers_text
 from reports.significance import Decision, Outcome, decide
@@ -253,15 +254,16 @@ def baseline_name(sync: CellSummary) -> str:
 
 
 def server_capacity(cell: CellSummary) -> float | None:
-    """Requests per second the cell's server side can serve at most (W/S or concurrency/S; under an upstream
-    with a capacity knee, its curve at W or concurrency, as the harness wrote it)."""
+    """Requests per second the cell's server side can serve at most (W × jobs per worker / S or
+    concurrency / S; under an upstream with a capacity knee, its curve at W or concurrency, as the harness
+    wrote it)."""
     written = cell.number("server_capacity_rps")
     if written is not None:
         return written
     if cell.upstream and "server_capacity_rps" in cell.extra:
         return None  # written empty: no server-side bound (asyncio)
     service_ms = cell.number("service_time_ms")
-    servers = cell.workers if cell.architecture == "queued" else cell.number("concurrency")
+    servers = concurrency(cell).total if cell.architecture == "queued" else cell.number("concurrency")
     if not service_ms or not servers:
         return None
     return servers / (service_ms / 1000)

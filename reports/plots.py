@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from PIL import Image
 
+from reports.concurrency import engine, series_mode
 from reports.intervals import Interval
 from reports.queueing import Prediction, ServiceModel, predict_closed, predict_open
 from reports.run_data import CellSummary, RunData, workers_text
@@ -69,6 +70,7 @@ PLOT_PATTERNS = (
     "responsiveness_*.png",
     "throughput_workers.png",
     "queue_depth.png",
+    "corners_*.png",  # reports/corner_plots.py
 )
 SATURATED_STYLE: dict[str, Any] = {
     "s": 160,
@@ -145,7 +147,7 @@ def series_of(cells: Iterable[CellSummary]) -> dict[str, list[CellSummary]]:
     count) is one line; otherwise each configuration (worker count, baseline processes/threads) is a line."""
     by_mode: dict[tuple[str, str], list[CellSummary]] = defaultdict(list)
     for cell in cells:
-        by_mode[(cell.architecture, cell.mode)].append(cell)
+        by_mode[(cell.architecture, series_mode(cell))].append(cell)
     lines: dict[str, list[CellSummary]] = {}
     for (architecture, mode), group in sorted(by_mode.items()):
         configs: dict[str, list[CellSummary]] = defaultdict(list)
@@ -292,7 +294,7 @@ def throughput_figure(
     figure, (left, right) = new_figure(2, height_in=4.4)
     groups: dict[tuple[str, str], list[CellSummary]] = defaultdict(list)
     for cell in queued:
-        groups[(cell.mode, cell.load)].append(cell)
+        groups[(series_mode(cell), cell.load)].append(cell)
     labels: set[str] = set()
     for (mode, load), group in sorted(groups.items()):
         best = [c for c in best_per_worker_count(group) if c.throughput_rps is not None]
@@ -309,7 +311,7 @@ def throughput_figure(
         mark_flags(left, best, lambda c: float(c.workers or 0), lambda c: c.throughput_rps, labels)
         left.plot(*xy((c.workers, c.ideal_rps) for c in best), "x", color=color, markersize=7)
         _draw_predictions(left, right, best, service, color)
-    ideal = per_worker_ideal(queued, service)
+    ideal = per_worker_ideal([c for c in queued if engine(c) == "rq"], service)  # the W/S line: RQ's
     if ideal is not None:
         span = [0, max(c.workers or 0 for c in queued)]
         left.plot(
@@ -363,7 +365,7 @@ def queue_depth_figure(run: RunData, out: Path, dpi: int) -> PlotFile | None:
             if r.get("t") is not None and r.get("queue_depth") is not None
         ]
         if rows:
-            traces[(cell.mode, cell.load)].append((cell, rows))
+            traces[(series_mode(cell), cell.load)].append((cell, rows))
     if not traces:
         return None
     figure, panels = new_figure(len(traces), height_in=3.4)

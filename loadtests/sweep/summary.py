@@ -10,6 +10,17 @@ Goodput: requests started in the window and answered ok within the SLO (default:
 queued system also a submit SLO), per second. Testbed limit: a cell whose single-process server (API,
 single-process baseline, mock, Valkey) averaged ≥ 85 % of a core, or whose machine averaged ≥ 90 % of all
 its cores, measured the machine as much as the architecture.
+
+Queue engine (docs/architecture.md, "A run folder"): a queued cell's `engine` is `rq` (one job per worker
+process) or `saq` (asyncio workers, `jobs_per_worker` = C jobs in flight per process); RQ's
+`jobs_per_worker` is 1. Both are empty for an inline cell. The Cell may not carry them (before the SAQ engine
+existed every queued cell was RQ): `queue_engine` reads them with those defaults.
+
+Memory: the means over the window of the sampler's RSS columns (loadtests/sweep/sampler.py; RSS in MiB):
+`rss_api_mb`, `rss_worker_mb` and `rss_baseline_mb` per serving process (a worker process of the pool, a
+uvicorn worker), `rss_workers_total_mb` and `rss_baseline_total_mb` over every process of the role,
+supervisors included, `worker_processes` the mean count of worker processes. Only the roles serving the cell
+(queued: API and workers; inline: baseline); empty when not sampled.
 """
 
 from __future__ import annotations
@@ -92,7 +103,26 @@ SUMMARY_COLUMNS = (
     "server_capacity_rps",  # the server side's bound: W/S, concurrency/S, or a capacity upstream's curve
     "upstream_rps",  # under a capacity upstream: the most the cell can get from it (else empty)
     "burst",  # an open-loop burst (a short, high rate), not a steady load
+    "engine",
+    "jobs_per_worker",
+    "rss_api_mb",
+    "rss_worker_mb",
+    "rss_baseline_mb",
+    "rss_workers_total_mb",
+    "rss_baseline_total_mb",
+    "worker_processes",
 )
+DEFAULT_ENGINE = "rq"  # a queued cell without an engine: every one before SAQ existed
+# summary column → the server.csv column it is the window's mean of
+MEMORY_COLUMNS = {
+    "rss_api_mb": "rss_api_process_mb",
+    "rss_worker_mb": "rss_worker_process_mb",
+    "rss_baseline_mb": "rss_baseline_process_mb",
+    "rss_workers_total_mb": "rss_workers_mb",
+    "rss_baseline_total_mb": "rss_baseline_mb",
+    "worker_processes": "processes_workers",
+}
+QUEUED_MEMORY = frozenset({"rss_api_mb", "rss_worker_mb", "rss_workers_total_mb", "worker_processes"})
 
 
 class SloError(ValueError):
@@ -145,16 +175,25 @@ def counted_latency_ms(sample: Sample, deadline_s: float) -> float:
     return deadline_s * 1000 if sample.outcome == "timeout" else sample.latency_ms
 
 
+def queue_engine(cell: Cell) -> tuple[str | None, int | None]:
+    """(engine, jobs in flight per worker process) of a queued cell; (None, None) for an inline one."""
+    if cell.architecture != "queued":
+        return None, None
+    engine = getattr(cell, "engine", None) or DEFAULT_ENGINE
+    per_worker = getattr(cell, "jobs_per_worker", None) or 1
+    return str(engine), int(per_worker)
+
+
 def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | None, str]:
     """(requests per second, "server" or "client": which bound is the lower); (None, "unknown") when the
     upstream's latency is not known (an external target without a mock).
 
     S = the configured upstream latency alone: no measured figure goes into it, so a slower job path shows
     as a lower share of ideal instead of moving the ideal (loadtests/sweep/calibrate.py measures the job
-    path's overhead, shown beside it). Server: W workers / S for the queued system, concurrency / S for the
-    baseline (asyncio: unbounded, only the upstream limits it). Client: closed loop, users / S (each user has
-    one request in flight, each lasts at least S); open loop, the arrivals actually offered in the window
-    (`offered_rps`; the nominal rate when not given).
+    path's overhead, shown beside it). Server: W workers × C jobs per worker / S for the queued system (RQ:
+    C = 1), concurrency / S for the baseline (asyncio: unbounded, only the upstream limits it). Client:
+    closed loop, users / S (each user has one request in flight, each lasts at least S); open loop, the
+    arrivals actually offered in the window (`offered_rps`; the nominal rate when not given).
 
     Under an upstream with a capacity knee, W / S is no bound a pool reaches: the server-side bound is the
     upstream's curve at the requests the cell can have in flight (`cell.upstream_rps`, computed by the
@@ -173,7 +212,7 @@ def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | Non
     else:
         client = offered_rps if offered_rps is not None else cell.rate or 0.0
     if cell.architecture == "queued":
-        server = (cell.workers or 0) / service_s
+        server = (cell.workers or 0) * (queue_engine(cell)[1] or 1) / service_s
     else:
         server = cell.concurrency / service_s if cell.concurrency else math.inf
     return (server, "server") if server <= client else (client, "client")
@@ -211,6 +250,18 @@ def slo_met(samples: Sequence[Sample], cell: Cell, slo: Slo) -> int:
         and s.latency_ms <= e2e_limit
         and s.request not in late_submits
     )
+
+
+def memory_figures(cell: Cell, server: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """The window's mean of each memory column of server.csv for the roles that serve the cell (queued:
+    the API and the workers; inline: the baseline; the stack keeps the others running idle, their memory
+    stays in server.csv); None where none was sampled, never 0."""
+    queued = cell.architecture == "queued"
+    means = {
+        column: _mean(row.get(source) for row in server) if (column in QUEUED_MEMORY) == queued else None
+        for column, source in MEMORY_COLUMNS.items()
+    }
+    return {column: _round(value, 1) for column, value in means.items()}
 
 
 def cpu_limit(cell: Cell, server: Sequence[Mapping[str, Any]], cores: int) -> dict[str, Any]:
@@ -323,6 +374,8 @@ def summarize(
         "server_capacity_rps": cell.server_capacity_rps,
         "upstream_rps": cell.upstream_rps,
         "burst": cell.burst,
+        **dict(zip(("engine", "jobs_per_worker"), queue_engine(cell), strict=True)),
+        **memory_figures(cell, server),
     }
 
 

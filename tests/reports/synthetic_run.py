@@ -59,7 +59,19 @@ SERVER_COLUMNS = (
     "cpu_valkey",
     "cpu_generator",
     "cpu_machine",
+    "rss_api_mb",
+    "rss_workers_mb",
+    "rss_baseline_mb",
+    "processes_api",
+    "processes_workers",
+    "processes_baseline",
+    "rss_api_process_mb",
+    "rss_worker_process_mb",
+    "rss_baseline_process_mb",
 )
+MEMORY_COLUMNS = SERVER_COLUMNS[SERVER_COLUMNS.index("rss_api_mb") :]  # the sampler's memory columns
+API_RSS_MB = 90.0  # the queued API's process, when a plan models memory
+SUPERVISOR_RSS_MB = 30.0  # RQ's pool parent or uvicorn's parent: counted in the role's sum only
 UNBOUNDED = 10_000  # asyncio baseline: no server-side concurrency limit
 
 
@@ -78,15 +90,35 @@ class CellPlan:
     generator_cpu_pct: float | None = None  # override the modelled generator CPU
     empty: bool = False  # a cell that recorded no requests (e.g. a crashed generator)
     machine_cpu_pct: float = 60.0  # the whole machine's CPU (≥ 180 on 2 cores: testbed-limited)
+    engine: str | None = None  # queued: "rq" | "saq"; None writes no engine (as before SAQ existed)
+    jobs_per_worker: int = 1  # queued: jobs in flight per worker process (SAQ's concurrency C)
+    rss_mb: float | None = None  # RSS of one serving process (worker or baseline); None: memory not sampled
 
     @property
     def servers(self) -> int:
         if self.architecture == "queued":
-            return self.workers or 1
+            return (self.workers or 1) * self.jobs_per_worker
         return self.concurrency or UNBOUNDED
+
+    def memory(self) -> dict[str, float | None]:
+        """The sampler's memory columns for this plan (empty when it models no memory)."""
+        if self.rss_mb is None:
+            return dict.fromkeys(MEMORY_COLUMNS)
+        queued = self.architecture == "queued"
+        count = float(self.workers or 1) if queued else float(self.processes or 1)
+        total = count * self.rss_mb + (SUPERVISOR_RSS_MB if queued or count > 1 else 0.0)
+        role = "workers" if queued else "baseline"
+        found: dict[str, float | None] = dict.fromkeys(MEMORY_COLUMNS)
+        found.update({f"rss_{role}_mb": total, f"processes_{role}": count})
+        found["rss_worker_process_mb" if queued else "rss_baseline_process_mb"] = self.rss_mb
+        if queued:
+            found.update({"rss_api_mb": API_RSS_MB, "processes_api": 1.0, "rss_api_process_mb": API_RSS_MB})
+        return found
 
     def cell_id(self, index: int) -> str:
         config = f"w{self.workers}" if self.architecture == "queued" else f"p{self.processes or 1}"
+        if self.engine == "saq":
+            config += f"c{self.jobs_per_worker}"
         load = f"u{self.users}" if self.load == "closed" else f"r{self.rate:g}"
         return f"{index:02d}-{self.architecture}-{self.mode}-{self.load}-{config}-{load}"
 
@@ -256,6 +288,7 @@ def server_rows(
                 f"{1 + 0.2 * busy:.1f}" if queued else "",
                 f"{generator_cpu:.1f}",
                 f"{plan.machine_cpu_pct:.1f}",
+                *("" if value is None else value for value in plan.memory().values()),
             ]
         )
     return rows
@@ -338,6 +371,23 @@ def summary_row(
         "busiest_process": "api",
         "busiest_process_pct": 10.0,
         "testbed_limited": limited if plan.machine_cpu_pct >= 0.9 * 100 * run.cores else "",
+        **_summary_memory(plan),
+    }
+
+
+def _summary_memory(plan: CellPlan) -> dict[str, Any]:
+    """summary.csv's engine and memory columns, as loadtests/sweep/summary.py writes them."""
+    queued = plan.architecture == "queued"
+    found = plan.memory()
+    return {
+        "engine": (plan.engine or "") if queued else None,
+        "jobs_per_worker": plan.jobs_per_worker if queued and plan.engine else None,
+        "rss_api_mb": found["rss_api_process_mb"],
+        "rss_worker_mb": found["rss_worker_process_mb"],
+        "rss_baseline_mb": found["rss_baseline_process_mb"],
+        "rss_workers_total_mb": found["rss_workers_mb"],
+        "rss_baseline_total_mb": found["rss_baseline_mb"],
+        "worker_processes": found["processes_workers"],
     }
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -197,3 +197,44 @@ def test_samples_and_summary_round_trip(tmp_path: Path) -> None:
     write_summary(tmp_path / "summary.csv", [summarize(QUEUED, samples)])
     lines = (tmp_path / "summary.csv").read_text().splitlines()
     assert lines[0].split(",") == list(SUMMARY_COLUMNS) and len(lines) == 2
+
+
+@dataclass(frozen=True)
+class EngineCell(Cell):
+    """A cell as the sweep writes it once the SAQ engine exists (the fields the summary reads by name)."""
+
+    engine: str = "rq"
+    jobs_per_worker: int = 1
+
+
+def test_queued_cells_name_their_engine_with_rq_as_the_default() -> None:
+    sync = replace(QUEUED, architecture="sync", mode="asyncio", workers=None)
+    saq = EngineCell(**{**QUEUED.as_dict(), "users": 400}, engine="saq", jobs_per_worker=32)
+    rows = {
+        name: summarize(cell, [e2e(100.0)]) for name, cell in (("rq", QUEUED), ("sync", sync), ("saq", saq))
+    }
+    assert (rows["rq"]["engine"], rows["rq"]["jobs_per_worker"]) == ("rq", 1)  # a Cell without the fields
+    assert (rows["sync"]["engine"], rows["sync"]["jobs_per_worker"]) == (None, None)
+    assert (rows["saq"]["engine"], rows["saq"]["jobs_per_worker"]) == ("saq", 32)
+    # W × C jobs in flight / S: 4 × 32 / 0.25 s (the users, 400 / 0.25 s, are not the lower bound)
+    assert ideal_rps(saq) == (pytest.approx(512.0), "server")
+    assert ideal_rps(QUEUED) == (pytest.approx(16.0), "server")
+
+
+def test_memory_is_the_windows_mean_and_empty_when_not_sampled(tmp_path: Path) -> None:
+    server = [
+        {"t": 1.0, "rss_worker_process_mb": 500.0, "rss_workers_mb": 9000.0},  # warm-up: left out
+        {"t": 3.0, "rss_worker_process_mb": 120.0, "rss_workers_mb": 520.0, "processes_workers": 4},
+        {"t": 4.0, "rss_worker_process_mb": 130.0, "rss_workers_mb": 560.0, "processes_workers": 4},
+        {"t": 5.0, "rss_api_process_mb": 80.0},
+    ]
+    row = summarize(QUEUED, [e2e(100.0)], server)
+    assert row["rss_worker_mb"] == 125.0 and row["rss_workers_total_mb"] == 540.0
+    assert row["worker_processes"] == 4.0 and row["rss_api_mb"] == 80.0
+    assert row["rss_baseline_mb"] is None and row["rss_baseline_total_mb"] is None
+    inline = summarize(replace(QUEUED, architecture="sync", mode="asyncio", workers=None), [e2e(1.0)], server)
+    assert inline["rss_worker_mb"] is None and inline["rss_api_mb"] is None  # idle roles: not the cell's
+    write_summary(tmp_path / "summary.csv", [row])
+    header, values = (tmp_path / "summary.csv").read_text().splitlines()
+    written = dict(zip(header.split(","), values.split(","), strict=True))
+    assert written["rss_baseline_mb"] == "" and written["rss_worker_mb"] == "125.0"
