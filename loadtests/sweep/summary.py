@@ -160,7 +160,7 @@ def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | Non
     else:
         client = offered_rps if offered_rps is not None else cell.rate or 0.0
     if cell.architecture == "queued":
-        server = (cell.workers or 0) / service_s
+        server = (cell.servers or 0) / service_s
     else:
         server = cell.concurrency / service_s if cell.concurrency else math.inf
     return (server, "server") if server <= client else (client, "client")

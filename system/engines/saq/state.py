@@ -20,6 +20,7 @@ from system.engines.saq.queue import SaqKeys
 
 IN_FLIGHT = "in_flight"  # worker metadata: jobs in hand
 PID = "pid"
+HOSTNAME = "hostname"
 CONCURRENCY = "concurrency"
 
 
@@ -29,6 +30,7 @@ class SaqWorker:
 
     worker_id: str
     pid: int | None
+    hostname: str | None
     concurrency: int | None
     in_flight: int
 
@@ -47,6 +49,7 @@ def registered_workers(connection: Redis, queue_name: str) -> list[SaqWorker]:
             SaqWorker(
                 worker_id=key.decode().rsplit(":", 1)[-1],
                 pid=metadata.get(PID),
+                hostname=metadata.get(HOSTNAME),
                 concurrency=metadata.get(CONCURRENCY),
                 in_flight=int(metadata.get(IN_FLIGHT, 0)),
             )

@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 from typing import Any
 
 import anyio.to_thread
@@ -34,7 +35,7 @@ from system.engines.saq.queue import (
     WORKER_INFO_INTERVAL_S,
     job_queue,
 )
-from system.engines.saq.state import CONCURRENCY, IN_FLIGHT, PID
+from system.engines.saq.state import CONCURRENCY, HOSTNAME, IN_FLIGHT, PID
 from system.logs import configure_logging
 from system.rag.breaker import configure_breaker
 from system.rag.errors import RagError
@@ -52,7 +53,12 @@ def build_worker(settings: SystemSettings, concurrency: int, burst: bool = False
         settings, max(COMMAND_POOL_SIZE, 2 * concurrency + 8), socket_timeout_s=DEQUEUE_TIMEOUT_S + 5
     )
     queue = job_queue(settings, redis)
-    metadata: dict[str, Any] = {PID: os.getpid(), CONCURRENCY: concurrency, IN_FLIGHT: 0}
+    metadata: dict[str, Any] = {
+        PID: os.getpid(),
+        HOSTNAME: socket.gethostname(),
+        CONCURRENCY: concurrency,
+        IN_FLIGHT: 0,
+    }
 
     async def startup(ctx: dict[str, Any]) -> None:
         configure_breaker(sync_connection(settings))
