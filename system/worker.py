@@ -1,4 +1,6 @@
 """`ragload worker --count N [--burst]`: N RQ workers on the queued system's queue, under RQ's WorkerPool.
+With `--engine saq` (or QUEUE_ENGINE=saq): N SAQ worker processes, `--concurrency C` jobs each
+(system/engines/saq/worker.py).
 
 Worker class: `RagWorker`, an RQ SimpleWorker that runs jobs in its own process. Measured on this machine
 (2 cores, RQ 3.0): a no-op job costs ≈ 4 ms on SimpleWorker and ≈ 10 ms on the forking Worker

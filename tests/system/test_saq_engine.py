@@ -315,6 +315,21 @@ async def test_a_permanent_failure_is_dead_lettered_at_once_and_requeued_by_the_
     assert job_id not in after
 
 
+async def test_a_job_past_its_timeout_is_cancelled_and_fails_with_a_readable_error(
+    saq_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, mock_server: MockServer
+) -> None:
+    """JOB_TIMEOUT_S=1 and a chat call of 5 s: SAQ cancels the attempt at its timeout (no retry left)."""
+    monkeypatch.setenv("JOB_TIMEOUT_S", "1")
+    mock_server.configure(chat_latency="const:5000ms")
+    async with running_api() as client:
+        job_id = await submit(client)
+        run_burst_worker(saq_env)
+        body = await status(client, job_id)
+
+    assert body["status"] == "failed"
+    assert body["error"] == "JobTimeout: the job ran longer than its timeout (1 s)"
+
+
 async def test_purge_empties_the_dead_letter_queue(
     api: httpx.AsyncClient, saq_env: dict[str, str], mock_server: MockServer
 ) -> None:

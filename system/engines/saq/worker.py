@@ -68,19 +68,21 @@ def build_worker(settings: SystemSettings, concurrency: int, burst: bool = False
         except RagError as exc:  # the jobs will fail with this error, readable in /job-status
             log.error("pipeline not ready: %s", exc)
 
-    async def count_in_flight(ctx: dict[str, Any]) -> None:
-        metadata[IN_FLIGHT] = len(worker.job_task_contexts)  # SAQ sends it with the next worker info
+    # SAQ sends the metadata with its next worker info. before_process runs before SAQ registers the job's
+    # task in `job_task_contexts`, after_process once it has removed it.
+    async def before_process(ctx: dict[str, Any]) -> None:
+        metadata[IN_FLIGHT] = len(worker.job_task_contexts) + 1
 
     async def after_process(ctx: dict[str, Any]) -> None:
         await count_attempt(ctx)
-        await count_in_flight(ctx)
+        metadata[IN_FLIGHT] = len(worker.job_task_contexts)
 
     worker: Worker[Any] = Worker(
         queue,
         functions=[(JOB_FUNCTION, process_query)],
         concurrency=concurrency,
         startup=startup,
-        before_process=count_in_flight,
+        before_process=before_process,
         after_process=after_process,
         # schedule and abort: SAQ's defaults (1 s); the schedule timer moves retries whose backoff is over.
         timers=PartialTimersDict(
