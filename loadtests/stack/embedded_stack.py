@@ -32,9 +32,10 @@ from typing import TypeVar
 import redis
 from pydantic_settings import BaseSettings
 from rq import Queue, Worker
-from rq.exceptions import NoSuchJobError
 
+from loadtests.stack.backlog import Backlog, delete_registry_jobs, discard_backlog, read_backlog
 from loadtests.stack.embedded_valkey import EmbeddedValkey
+from loadtests.stack.port_holders import busy_ports_message
 from loadtests.stack.services import (
     READY_TIMEOUT_S,
     ManagedProcess,
@@ -104,6 +105,7 @@ class EmbeddedStack:
         env: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
         ingest_args: Sequence[str] = (),
+        fresh: bool = False,
     ) -> None:
         if workers < 0:
             raise ValueError("workers must be >= 0")
@@ -119,6 +121,8 @@ class EmbeddedStack:
         self.mock_args = list(mock_args)
         self.with_baseline = with_baseline
         self.ingest_args = list(ingest_args)  # what `ragload ingest` indexes if the index is missing
+        self.fresh = fresh  # discard the jobs waiting from before (loadtests/stack/backlog.py)
+        self.backlog: Backlog | None = None  # what was waiting when the broker came up (discarded if fresh)
         self.env: dict[str, str] = {
             **os.environ,
             **(env or {}),
@@ -159,6 +163,7 @@ class EmbeddedStack:
         atexit.register(self.stop)
         try:
             self._start_broker()
+            self._take_backlog()
             self._start_mock()
             self._ingest_if_missing()
             self._prepare_metrics_dirs()
@@ -262,13 +267,7 @@ class EmbeddedStack:
                 queue.scheduled_job_registry,
                 queue.canceled_job_registry,
             ):
-                for job_id in registry.get_job_ids():
-                    try:
-                        registry.remove(job_id, delete_job=True)
-                    except NoSuchJobError:  # its data expired already; the registry entry is gone now
-                        pass
-                    except ValueError:  # RQ 3.0: an expired execution of a killed worker; keep the job
-                        registry.remove(job_id)
+                delete_registry_jobs(registry)
         finally:
             connection.close()
 
@@ -381,9 +380,9 @@ class EmbeddedStack:
             wanted["--baseline-port"] = self.baseline_port
         if not self.env.get("OPENAI_BASE_URL"):
             wanted["--mock-port"] = self.mock_port
-        busy = [f"{port} ({flag})" for flag, port in wanted.items() if port_in_use(port, HOST)]
+        busy = {flag: port for flag, port in wanted.items() if port_in_use(port, HOST)}
         if busy:
-            raise StackError(f"port(s) already in use on {HOST}: {', '.join(busy)}; choose others")
+            raise StackError(busy_ports_message(busy, HOST))
 
     def _start_broker(self) -> None:
         if url := self.env.get("REDIS_URL"):
@@ -396,6 +395,28 @@ class EmbeddedStack:
         self.valkey.start()
         self.env["REDIS_URL"] = self.valkey.url
         log.info("valkey on %s (data in %s)", self.valkey.url, self.valkey.data_dir)
+
+    def _take_backlog(self) -> None:
+        """Count the jobs waiting from before (no worker of ours runs yet); discard them if `fresh`."""
+        connection = redis.Redis.from_url(self.env["REDIS_URL"])
+        try:
+            if self.fresh and self.valkey is None:  # a broker of our own has no other stack's workers
+                self._refuse_fresh_under_live_workers(connection)
+            take = discard_backlog if self.fresh else read_backlog
+            self.backlog = take(connection, self.queue_name)
+        finally:
+            connection.close()
+        if self.backlog.total:
+            log.info("%s from before: %s", "discarded" if self.fresh else "waiting", self.backlog)
+
+    def _refuse_fresh_under_live_workers(self, connection: redis.Redis) -> None:
+        """`--fresh` on a given broker: its jobs may be running on workers of another deployment."""
+        live = Worker.count(connection=connection, queue=Queue(self.queue_name, connection=connection))
+        if live:
+            raise StackError(
+                f"--fresh would delete jobs that {live} registered worker(s) of queue {self.queue_name!r} on "
+                "REDIS_URL may be running: stop them first (a killed worker stays registered until its TTL)"
+            )
 
     @staticmethod
     def _check_given_broker(url: str) -> None:

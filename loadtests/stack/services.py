@@ -1,7 +1,8 @@
 """Start, wait for and stop the processes of the stack (mock, API, workers, baseline).
 
 Shared by the `ragload up` supervisor, the sweep runner and the test fixtures, so that every one of
-them starts a service the same way and never leaves an orphan behind.
+them starts a service the same way and never leaves an orphan behind: every process started here is held
+by the tether (loadtests/stack/tether.py) until it is stopped, so that it dies with its supervisor too.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import psutil
 
+from loadtests.stack.tether import STOP_GRACE_S, group_alive, tether
+
 READY_TIMEOUT_S = 60.0  # a cold start imports FastAPI, the openai SDK and loads the index
-STOP_GRACE_S = 10.0  # a worker finishing its job gets this long before SIGKILL
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -50,17 +52,6 @@ def process_tree(pid: int) -> list[int]:
         return []
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any process of the process group `pgid` still exists."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member we may not signal still exists
-        return True
-    return True
-
-
 def stop_all(processes: Iterable[ManagedProcess], grace: float = STOP_GRACE_S) -> None:
     """Stop several processes at once: SIGTERM every group first, then wait for all within one `grace`."""
     processes = list(processes)
@@ -85,7 +76,11 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 class ManagedProcess:
-    """A child process in its own process group, so that stopping it stops its children too."""
+    """A child process in its own process group, so that stopping it stops its children too.
+
+    Held by the tether from `start()` to the end of `stop()`: if this process dies first, the watchdog stops
+    the group (`stops_last`: after the other parts, as the broker is). `pass_fds` are inherited by the child.
+    """
 
     def __init__(
         self,
@@ -94,12 +89,17 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         ready_url: str | None = None,
         log_path: Path | None = None,
+        *,
+        stops_last: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, **(env or {})}
         self.ready_url = ready_url
         self.log_path = log_path
+        self.stops_last = stops_last
+        self.pass_fds = tuple(pass_fds)
         self.proc: subprocess.Popen[bytes] | None = None
         self._terminating = False  # SIGTERM sent: a second one would turn RQ's warm shutdown into a cold one
 
@@ -108,6 +108,7 @@ class ManagedProcess:
         return self.proc.pid if self.proc else None
 
     def start(self) -> ManagedProcess:
+        watchdog = tether()  # started before the child, so that no child is ever without one
         out = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115 - the child keeps its own copy
         try:
             self.proc = subprocess.Popen(
@@ -116,10 +117,12 @@ class ManagedProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT if out else None,
                 start_new_session=True,
+                pass_fds=self.pass_fds,
             )
         finally:
             if out is not None:
                 out.close()
+        watchdog.hold(self.proc.pid, last=self.stops_last)
         self._terminating = False
         return self
 
@@ -170,3 +173,4 @@ class ManagedProcess:
         if group_alive(pgid):
             self.signal(signal.SIGKILL)
         self.proc.wait()
+        tether().release(pgid)

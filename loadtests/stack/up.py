@@ -3,7 +3,9 @@
 It starts an `EmbeddedStack` (loadtests/stack/embedded_stack.py), prints its URLs and example requests, and
 watches the children: a worker that dies is replaced (a crash loop stops the stack), any other part that dies
 stops the stack, naming it and its log. `--autoscale MIN:MAX` adds `StackAutoscaling`
-(loadtests/stack/autoscaling.py).
+(loadtests/stack/autoscaling.py). A closed terminal (SIGHUP) stops it as SIGTERM does; if it is killed
+outright, the tether's watchdog stops the parts (loadtests/stack/tether.py). The banner says how many jobs
+were waiting from an earlier run; `--fresh` discards them (loadtests/stack/backlog.py).
 """
 
 from __future__ import annotations
@@ -11,20 +13,25 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
 
 from loadtests.stack.autoscaling import StackAutoscaling, policy_for
-from loadtests.stack.embedded_stack import BASELINE_MODES, EmbeddedStack, StackError
+from loadtests.stack.embedded_stack import BASELINE_MODES, EmbeddedStack, StackError, settings_from
 from sync_baseline.settings import DEFAULT_THREADS
 from system.autoscale import parse_bounds
+from system.settings import SystemSettings
 
 WATCH_INTERVAL_S = 0.5
 MAX_WORKER_RESPAWNS = 5  # per RESPAWN_WINDOW_S: more means a crash loop, and restarting again will not help
 RESPAWN_WINDOW_S = 60.0
+FRESH_HINT = "`ragload up --fresh` starts with an empty queue"
 EXAMPLE_QUERY = "How do I serialize an object to a JSON formatted string?"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: its terminal was closed
 
 
 class ShutdownRequested(Exception):
@@ -66,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="if the index is missing, index these .md/.txt files or folders (default: stdlib docstrings)",
     )
     parser.add_argument("--log-dir", type=Path, help="folder for each part's log (default: a temp folder)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start with an empty queue: delete the jobs waiting from an earlier run (queued, scheduled for "
+        "a retry, interrupted); the dead-letter queue stays",
+    )
 
 
 def _bounds(text: str) -> tuple[int, int]:
@@ -96,6 +109,7 @@ def main(args: argparse.Namespace) -> int:
         with_baseline=not args.no_baseline,
         log_dir=args.log_dir,
         ingest_args=args.corpus,
+        fresh=args.fresh,
     )
     _raise_on_signals()
     code = 0
@@ -107,25 +121,33 @@ def main(args: argparse.Namespace) -> int:
         print(banner(stack, args.autoscale), flush=True)
         code = supervise(stack)
     except ShutdownRequested:
-        print("ragload up: stopping every part…", flush=True)
+        say("ragload up: stopping every part…")
     except StackError as exc:
         print(f"ragload up: {exc}", flush=True)
         code = 1
     finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean stop short
         if autoscaling is not None:
             autoscaling.stop()  # before the stack: it must not scale what is being stopped
         stack.stop()
-    print(f"ragload up: stopped (logs in {stack.log_dir})", flush=True)
+    say(f"ragload up: stopped (logs in {stack.log_dir})")
     return code
+
+
+def say(text: str) -> None:
+    """Print a line of the stop; after SIGHUP its terminal is gone (EIO), which must not fail the stop."""
+    try:
+        print(text, flush=True)
+    except OSError:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - what is left unwritten would fail at exit too
 
 
 def _raise_on_signals() -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise ShutdownRequested(signal.Signals(signum).name)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
 
 
@@ -175,6 +197,7 @@ def banner(stack: EmbeddedStack, autoscale: tuple[int, int] | None = None) -> st
     lines += [
         f"  LLM (OpenAI)  {urls['openai']}" + ("  (mock: GET/PUT /_mock/config)" if stack.mock else ""),
         f"  Valkey        {urls['redis']}",
+        *backlog_lines(stack),
         f"  logs          {stack.log_dir}",
         "",
         "Ask the queued API (submit, then long-poll the result):",
@@ -183,6 +206,26 @@ def banner(stack: EmbeddedStack, autoscale: tuple[int, int] | None = None) -> st
     if "baseline" in urls:
         lines += ["Ask the baseline (answers inline):", _curl_baseline(urls["baseline"])]
     return "\n".join(lines) + "\n"
+
+
+def backlog_lines(stack: EmbeddedStack) -> list[str]:
+    """What the broker held from before, and what was done about it (nothing said if nothing was there)."""
+    backlog = stack.backlog
+    if backlog is None or not (backlog.total or stack.fresh):
+        return []
+    if stack.fresh:
+        found = f"deleted {backlog}" if backlog.total else "nothing was waiting"
+        return [f"  from before   started empty (--fresh): {found}"]
+    lines = [
+        f"  from before   {backlog} waiting: they run before new jobs ({FRESH_HINT})",
+    ]
+    max_depth = settings_from(stack.env, SystemSettings).max_queue_depth
+    if backlog.queued >= max_depth:
+        lines.append(
+            f"                {backlog.queued:,} queued is at least MAX_QUEUE_DEPTH ({max_depth:,}): "
+            "every new submit gets 429 until the queue drains below it"
+        )
+    return lines
 
 
 def _body() -> str:

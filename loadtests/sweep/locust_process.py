@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtests.stack.services import free_port
+from loadtests.stack.tether import tether
 from loadtests.sweep.profile import Cell
 
 LOCUST_FILES = Path(__file__).parent.parent / "locust"
@@ -115,6 +116,7 @@ class LocustRun:
                         argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 )
+                tether().hold(self.procs[-1].pid)  # a killed sweep must not leave Locust running
         finally:
             log.close()  # each child holds its own copy
         return self
@@ -139,6 +141,7 @@ class LocustRun:
                 raise LocustError(
                     f"Locust overran the cell by {EXIT_MARGIN_S:.0f} s; see {self.log_path}"
                 ) from None
+            tether().release(proc.pid)
             if code not in LOCUST_OK_EXIT_CODES:
                 self.kill()
                 raise LocustError(f"Locust exited with code {code}; see {self.log_path}")
@@ -148,3 +151,4 @@ class LocustRun:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            tether().release(proc.pid)

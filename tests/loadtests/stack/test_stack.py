@@ -6,19 +6,14 @@ Each test checks with psutil that nothing it started outlives it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import queue
 import re
 import signal
 import socket
-import subprocess
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 import pytest
@@ -28,16 +23,20 @@ from rq import Queue
 from loadtests.stack.autoscaling import StackAutoscaling
 from loadtests.stack.embedded_stack import EmbeddedStack, StackError
 from loadtests.stack.embedded_valkey import EmbeddedValkey
-from loadtests.stack.services import READY_TIMEOUT_S, free_port, ragload_command
+from loadtests.stack.services import READY_TIMEOUT_S, free_port
 from loadtests.stack.up import add_arguments, supervise
 from system.autoscale import ScalePolicy
+from tests.loadtests.stack.stack_helpers import (
+    QUESTION,
+    UP_READY_TIMEOUT_S,
+    UpProcess,
+    alive,
+    get_json,
+    post_json,
+    write_docs,
+)
 
 ZERO_LATENCY = ("--chat-latency", "const:0ms", "--embed-latency", "const:0ms")
-DOCS = {
-    "queues.md": "# Job queues\n\nA job queue decouples accepting a request from doing the work.\n",
-    "latency.md": "# Tail latency\n\nThe 99th percentile latency is the time 99 % of requests stay under.\n",
-}
-QUESTION = "What does a job queue decouple?"
 SLOW_CHAT = ("--chat-latency", "const:300ms", "--embed-latency", "const:0ms")  # a backlog builds up
 # Fast timings so the test sees a scale-up and the way back down within seconds (defaults: 2 s, 15 s, 5 s).
 QUICK_POLICY = ScalePolicy(
@@ -45,31 +44,6 @@ QUICK_POLICY = ScalePolicy(
 )
 AUTOSCALE_JOBS = 40
 ANNOUNCED = re.compile(r"^autoscale: workers (\d+) -> (\d+) \(queue depth (\d+), busy (\d+)\)$")
-UP_READY_TIMEOUT_S = 60.0  # a cold start on a busy 2-core machine: imports, ingest, index load
-
-
-def write_docs(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in DOCS.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
-
-
-def post_json(url: str, body: dict[str, Any], timeout: float = 15) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.load(response)
-
-
-def get_json(url: str, timeout: float = 15) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.load(response)
-
-
-def alive(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 
 
 def all_pids(stack: EmbeddedStack) -> list[int]:
@@ -272,44 +246,6 @@ def test_supervise_stops_when_the_api_dies(tmp_path: Path, redis_url: str, mock_
 
 
 # ---- `ragload up` ----------------------------------------------------------------------------------------
-
-
-class UpProcess:
-    """`ragload up` as a user runs it, its output read line by line in a thread."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            ragload_command("up", *args),
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        assert self.proc.stdout is not None
-        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self.lines.put(line)
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.output.append(line)
-            if text in line:
-                return
-        raise AssertionError(f"{text!r} not printed; output so far:\n{''.join(self.output)}")
-
-    def descendants(self) -> list[int]:
-        return [child.pid for child in psutil.Process(self.proc.pid).children(recursive=True)]
 
 
 @pytest.fixture
