@@ -1,8 +1,10 @@
-"""The queued API (`ragload api`): POST /chat enqueues a job on Valkey/RQ, GET /job-status reads or
-long-polls it. Contracts: docs/architecture.md, "HTTP contracts".
+"""The queued API (`ragload api`): POST /chat enqueues a job on Valkey (RQ or SAQ, QUEUE_ENGINE), GET
+/job-status reads or long-polls it. Contracts: docs/architecture.md, "HTTP contracts".
 
-The event loop never waits on a sync call: RQ's I/O goes through redis.asyncio (system/broker.py says why
-and what it measured), the index check of /readyz runs in a thread. Connections are made in the lifespan.
+One code path for both engines: validation, admission, errors, durability and the long-poll are here; the
+engine (system/engines/protocol.py) only enqueues, reads a job and waits for its end. The event loop never
+waits on a sync call: both engines' I/O goes through redis.asyncio (system/broker.py says why and what it
+measured for RQ), the index check of /readyz runs in a thread. Connections are made in the lifespan.
 Errors: bad input (a body that is not JSON included) → 422 `{"detail": [problems]}`; queue full → 429,
 broker unreachable or unable to confirm the job on disk (BROKER_DURABILITY=fsync) → 503, both with
 Retry-After; unknown job → 404. Each route declares its errors in the OpenAPI schema with the models of
@@ -29,9 +31,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
-from rq.job import JobStatus
 
-from system.broker import AsyncBroker, BrokerNotDurable, JobSnapshot, new_job_id
+from system.durability import BrokerNotDurable
+from system.engines.protocol import ApiEngine, JobView, PublicStatus, api_engine, new_job_id
 from system.logs import JobIdMiddleware, bind_job_id, uvicorn_log_config
 from system.metrics import ADMISSION_REJECTIONS, JOBS_ACCEPTED, BrokerCollector
 from system.rag.breaker import shared_breaker_state, shared_breaker_state_async
@@ -46,28 +48,9 @@ from system.rag.http_errors import (
 from system.rag.pipeline import get_pipeline, warm_pipeline
 from system.rag.prometheus import metrics_route
 from system.rag.schemas import ChatRequest, RagResult
-from system.retry_policy import ERROR_META_KEY
 from system.settings import LONG_POLL_LIMIT_S, SystemSettings, load_settings
 
 log = logging.getLogger(__name__)
-
-PublicStatus = Literal["queued", "started", "finished", "failed"]
-# RQ has more states than the contract: a job waiting for its retry (scheduled) is still queued for the
-# client, a stopped or canceled one will never finish.
-PUBLIC_STATUS: dict[JobStatus, PublicStatus] = {
-    JobStatus.CREATED: "queued",
-    JobStatus.QUEUED: "queued",
-    JobStatus.DEFERRED: "queued",
-    JobStatus.SCHEDULED: "queued",
-    JobStatus.RATE_LIMITED: "queued",
-    JobStatus.READY_TO_ENQUEUE: "queued",
-    JobStatus.STARTED: "started",
-    JobStatus.FINISHED: "finished",
-    JobStatus.FAILED: "failed",
-    JobStatus.STOPPED: "failed",
-    JobStatus.CANCELED: "failed",
-}
-ENDED = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
 
 class SubmitResponse(BaseModel):
@@ -93,7 +76,7 @@ class JobStatusResponse(BaseModel):
 @dataclass
 class ApiState:
     settings: SystemSettings
-    broker: AsyncBroker
+    engine: ApiEngine
     waiters: int = 0  # long-polls in progress (one event loop: no lock needed)
 
 
@@ -102,46 +85,14 @@ def _state(request: Request) -> ApiState:
     return state
 
 
-# ---- the job as the client sees it -----------------------------------------------------------------------
-
-
-def job_status_body(snapshot: JobSnapshot) -> JobStatusResponse:
-    job, result = snapshot.job, snapshot.result
-    status = PUBLIC_STATUS.get(job.get_status(refresh=False), "queued")
-    value = result.return_value if result is not None and status == "finished" else None
+def job_status_body(view: JobView) -> JobStatusResponse:
     return JobStatusResponse(
-        job_id=job.id,
-        status=status,
-        result=RagResult.model_validate(value) if value is not None else None,
-        error=readable_error(snapshot) if status == "failed" else None,
-        timings_ms=job_timings(snapshot, value),
+        job_id=view.job_id,
+        status=view.status,
+        result=RagResult.model_validate(view.result) if view.result is not None else None,
+        error=view.error,
+        timings_ms=view.timings_ms,
     )
-
-
-def job_timings(snapshot: JobSnapshot, value: dict[str, Any] | None) -> dict[str, float]:
-    """The pipeline's stage timings plus `queue_wait` (enqueued → started) and `run` (started → ended)."""
-    job, result = snapshot.job, snapshot.result
-    timings: dict[str, float] = dict(value.get("timings_ms", {})) if value else {}
-    started = job.started_at or (result.execution_started_at if result else None)
-    ended = job.ended_at or (result.execution_ended_at if result else None)
-    if job.enqueued_at is not None and started is not None:
-        timings["queue_wait"] = (started - job.enqueued_at).total_seconds() * 1000
-    if started is not None and ended is not None:
-        timings["run"] = (ended - started).total_seconds() * 1000
-    return timings
-
-
-def readable_error(snapshot: JobSnapshot) -> str:
-    """One line: `ErrorClass: message`, never the traceback (that stays in `ragload dlq show ID`)."""
-    recorded = snapshot.job.meta.get(ERROR_META_KEY)  # written by the worker's retry policy
-    if recorded:
-        return str(recorded)
-    trace = (snapshot.result.exc_string if snapshot.result else None) or ""
-    lines = [line.strip() for line in trace.splitlines() if line.strip()]
-    if not lines:
-        return f"job {snapshot.job.get_status(refresh=False).value}"
-    error_class, sep, message = lines[-1].partition(": ")
-    return f"{error_class.rsplit('.', 1)[-1]}{sep}{message}"
 
 
 # ---- routes ----------------------------------------------------------------------------------------------
@@ -174,15 +125,15 @@ async def chat(body: ChatRequest, request: Request) -> SubmitResponse | JSONResp
     state = _state(request)
     # A soft bound: depth check and enqueue are two round trips, so concurrent submits may overshoot it by
     # the number in flight. Back-pressure needs no more, and a Lua script would bypass RQ's own enqueue.
-    depth = await state.broker.queue_depth()
+    depth = await state.engine.queue_depth()
     if depth >= state.settings.max_queue_depth:
-        ADMISSION_REJECTIONS.labels("queue_full").inc()
+        ADMISSION_REJECTIONS.labels(state.engine.name, "queue_full").inc()
         detail = f"the queue is full ({depth} jobs waiting): try again later"
         return error_response(429, detail, retry_after_s=state.settings.queue_full_retry_after_s)
     job_id = new_job_id()
     bind_job_id(job_id)
-    await state.broker.enqueue(job_id, body.query, body.top_k)
-    JOBS_ACCEPTED.inc()
+    await state.engine.enqueue(job_id, body.query, body.top_k)
+    JOBS_ACCEPTED.labels(state.engine.name).inc()
     log.info("job accepted (top_k=%d, %d chars, %d waiting before it)", body.top_k, len(body.query), depth)
     status_url = request.url_for("job_status").include_query_params(job_id=job_id)
     return SubmitResponse(job_id=job_id, status_url=str(status_url))
@@ -207,26 +158,24 @@ async def job_status(
 ) -> JobStatusResponse | JSONResponse:
     state = _state(request)
     key = str(job_id)
-    snapshot = await state.broker.snapshot(key)
-    if snapshot is None:
+    view = await state.engine.job(key)
+    if view is None:
         return error_response(404, f"no job {key} (never submitted, or its result has expired)")
     wait_s = min(wait, state.settings.long_poll_max_s)
-    if wait_s > 0 and snapshot.job.get_status(refresh=False) not in ENDED:
-        snapshot = await _long_poll(state, snapshot, wait_s)
-    return job_status_body(snapshot)
+    if wait_s > 0 and not view.ended:
+        view = await _long_poll(state, view, wait_s)
+    return job_status_body(view)
 
 
-async def _long_poll(state: ApiState, snapshot: JobSnapshot, wait_s: float) -> JobSnapshot:
+async def _long_poll(state: ApiState, view: JobView, wait_s: float) -> JobView:
     """The job once it has ended, or as it was after `wait_s`; at once past the waiter limit."""
     if state.waiters >= state.settings.long_poll_max_waiters:
-        return snapshot
-    job_id = snapshot.job.id
+        return view
     state.waiters += 1
     try:
-        ended = await state.broker.wait_for_end(job_id, snapshot.result_stream_id, wait_s)
+        return await state.engine.wait_for_end(view, wait_s)
     finally:
         state.waiters -= 1
-    return (await state.broker.snapshot(job_id) or snapshot) if ended else snapshot
 
 
 @router.get("/healthz")
@@ -237,14 +186,14 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness, responses=READINESS_ERRORS)
 async def readyz(request: Request) -> Readiness | JSONResponse:
     state = _state(request)
-    await state.broker.ping()
+    await state.engine.ping()
     try:
         await anyio.to_thread.run_sync(get_pipeline().check)  # loads the index on the first call
     except RagError as exc:
         return rag_error_response(exc)
     if state.settings.broker_durability == "fsync":
-        await state.broker.confirm_on_disk()  # BrokerNotDurable: not ready, submits would get 503
-    breaker = await shared_breaker_state_async(state.broker.commands)
+        await state.engine.confirm_on_disk()  # BrokerNotDurable: not ready, submits would get 503
+    breaker = await shared_breaker_state_async(state.engine.commands)
     # An open LLM breaker keeps 200: /chat still accepts jobs, which wait or are retried until it closes.
     status: Literal["ready", "degraded"] = "degraded" if breaker == pybreaker.STATE_OPEN else "ready"
     return Readiness(status=status, queue=state.settings.queue_name, llm_breaker=breaker)
@@ -253,7 +202,7 @@ async def readyz(request: Request) -> Readiness | JSONResponse:
 async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:
     state = _state(request)
     if request.url.path == "/chat":
-        ADMISSION_REJECTIONS.labels("broker_down").inc()
+        ADMISSION_REJECTIONS.labels(state.engine.name, "broker_down").inc()
     log.warning("broker unreachable on %s: %s", request.url.path, exc)
     return error_response(
         503, "the job broker is unreachable", retry_after_s=state.settings.broker_retry_after_s
@@ -263,13 +212,13 @@ async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:
 async def _on_not_durable(request: Request, exc: Exception) -> JSONResponse:
     state = _state(request)
     if request.url.path == "/chat":
-        ADMISSION_REJECTIONS.labels("not_durable").inc()
+        ADMISSION_REJECTIONS.labels(state.engine.name, "not_durable").inc()
     log.warning("%s: %s", request.url.path, exc)
     detail = f"{exc}: jobs are accepted only once on disk (BROKER_DURABILITY=fsync)"
     return error_response(503, detail, retry_after_s=state.settings.broker_retry_after_s)
 
 
-async def log_durability(settings: SystemSettings, broker: AsyncBroker) -> None:
+async def log_durability(settings: SystemSettings, engine: ApiEngine) -> None:
     """One line at start: what a 202 survives with this broker."""
     if settings.broker_durability == "none":
         log.warning(
@@ -278,7 +227,7 @@ async def log_durability(settings: SystemSettings, broker: AsyncBroker) -> None:
         )
         return
     try:
-        await broker.confirm_on_disk()
+        await engine.confirm_on_disk()
     except BrokerNotDurable as exc:
         log.error(
             "broker durability: fsync, but %s: POST /chat answers 503 until the broker keeps an append-only "
@@ -302,13 +251,14 @@ def _lifespan(settings: SystemSettings | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()
-        app.state.queued = ApiState(resolved, AsyncBroker(resolved))
-        await log_durability(resolved, app.state.queued.broker)
+        app.state.queued = ApiState(resolved, api_engine(resolved))
+        log.info("queue engine: %s", resolved.queue_engine)
+        await log_durability(resolved, app.state.queued.engine)
         await anyio.to_thread.run_sync(warm_pipeline)
         try:
             yield
         finally:
-            await app.state.queued.broker.aclose()
+            await app.state.queued.engine.aclose()
 
     return lifespan
 
@@ -323,8 +273,10 @@ def create_app(settings: SystemSettings | None = None) -> FastAPI:
     app.include_router(router)
 
     def collectors() -> Iterable[Collector]:
-        broker: AsyncBroker = app.state.queued.broker
-        return [BrokerCollector(broker.sync, broker.queue.name, lambda: shared_breaker_state(broker.sync))]
+        state: ApiState = app.state.queued
+        sync = state.engine.sync
+        breaker = lambda: shared_breaker_state(sync)  # noqa: E731
+        return [BrokerCollector(sync, state.settings.queue_name, breaker, state.engine.name)]
 
     app.add_route("/metrics", metrics_route(collectors), include_in_schema=False)
     return app

@@ -14,30 +14,23 @@ is known), and we send those commands with the async client; a job and its lates
 async round trip and decoded with RQ's `Job.restore` / `Result.restore`. No thread is held per request, and
 the long-poll is an XREAD BLOCK on the job's result stream (RQ's `Result.get_key`), awaited on the loop.
 
-Durability (BROKER_DURABILITY=fsync, the default): after the enqueue's transaction, the API writes a marker
-(INCR) and then sends WAITAOF 1 0, both on one connection held for the two. WAITAOF waits until that
-connection's last write is fsynced to the broker's append-only file; the AOF is one sequence, so the
-enqueue, which completed before the marker was sent, is on disk too (WAITAOF alone would check the writes of
-whichever pooled connection it happens to use). Two round trips, not one pipeline: Valkey 9 fsyncs at once
-for a WAITAOF that arrives after its write was flushed (≈ 0.3 ms here with `appendfsync everysec`), but a
-WAITAOF pipelined behind its write waits for the next server tick (≈ 100 ms, measured).
-Cost per submit and the guarantee: README ("Durability of an accepted job").
+Durability (BROKER_DURABILITY=fsync, the default): system/durability.py, after the enqueue's transaction.
+The API reaches this class through system/engines/rq.py (the engine protocol).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio
 from redis import Redis
-from redis.exceptions import ResponseError
 from rq import Queue
 from rq.job import Job
 from rq.results import Result
 
+from system.connections import COMMAND_POOL_SIZE, async_connection, sync_connection
+from system.durability import confirm_on_disk
 from system.retry_policy import job_retry
 from system.settings import SystemSettings
 
@@ -47,44 +40,13 @@ JOB_FUNCTION = "system.jobs.process_query"  # by name: the API never imports the
 # that sync call on the event loop.
 ASSUMED_SERVER_VERSION = (7, 0, 0)
 LONG_POLL_SOCKET_MARGIN_S = 5.0  # the waiters' socket timeout outlasts the longest XREAD BLOCK by this much
-COMMAND_POOL_SIZE = 512  # short commands; redis-py's default of 100 ran out under bursts of submits
 STREAM_START = "0-0"  # XREAD from the first entry of a result stream
-FSYNC_MARKER_KEY = "ragload:fsync-marker"  # the write WAITAOF waits for (see the module's docstring)
-
-
-class BrokerNotDurable(Exception):
-    """The broker did not confirm that an enqueued job is on disk (no AOF, or not within the timeout)."""
-
-
-def sync_connection(settings: SystemSettings) -> Redis:
-    """A client with timeouts (RQ raises the socket timeout of a worker's client above its BLPOP itself)."""
-    return Redis.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
-        socket_timeout=settings.redis_socket_timeout_s,
-    )
-
-
-def async_connection(
-    settings: SystemSettings, max_connections: int, socket_timeout_s: float | None = None
-) -> redis.asyncio.Redis:
-    """An asyncio client; redis-py caps its pool at 100 connections unless told otherwise."""
-    return redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        max_connections=max_connections,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
-        socket_timeout=socket_timeout_s or settings.redis_socket_timeout_s,
-    )
 
 
 def job_queue(settings: SystemSettings, connection: Redis) -> Queue:
     queue = Queue(settings.queue_name, connection=connection, default_timeout=settings.job_timeout_s)
     queue.redis_server_version = ASSUMED_SERVER_VERSION
     return queue
-
-
-def new_job_id() -> str:
-    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True)
@@ -143,17 +105,7 @@ class AsyncBroker:
             await self.confirm_on_disk()
 
     async def confirm_on_disk(self) -> None:
-        """Return once every write completed before this call is fsynced to the broker's AOF; raises
-        BrokerNotDurable if the broker cannot confirm it (no AOF, a Redis before 7.2, or a timeout)."""
-        timeout_ms = self.settings.broker_fsync_timeout_ms
-        try:
-            async with self.commands.client() as pinned:  # one connection for both commands
-                await pinned.incr(FSYNC_MARKER_KEY)
-                fsynced_locally, _ = await pinned.execute_command("WAITAOF", 1, 0, timeout_ms)
-        except ResponseError as exc:  # "WAITAOF cannot be used when … appendonly is disabled"; Redis < 7.2
-            raise BrokerNotDurable(f"the broker cannot confirm that jobs are on disk ({exc})") from exc
-        if int(fsynced_locally) < 1:
-            raise BrokerNotDurable(f"the broker did not confirm the job on disk within {timeout_ms} ms")
+        await confirm_on_disk(self.commands, self.settings.broker_fsync_timeout_ms)
 
     async def snapshot(self, job_id: str) -> JobSnapshot | None:
         """The job and its latest result in one round trip; None if there is no such job (or it expired)."""

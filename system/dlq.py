@@ -1,4 +1,6 @@
-"""`ragload dlq list|show ID|requeue [ID…|--all]|purge`: the dead-letter queue (RQ's FailedJobRegistry).
+"""`ragload dlq list|show ID|requeue [ID…|--all]|purge [--engine rq|saq]`: the dead-letter queue.
+
+RQ (below): RQ's FailedJobRegistry. SAQ: system/engines/saq/dlq.py, the same actions over SAQ's keys.
 
 A job lands there when it failed permanently or ran out of retries (system/retry_policy.py), or when its
 worker died under it and it had no retry left (RQ's abandoned-job cleanup, `AbandonedJobError`). Each entry
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -100,6 +103,43 @@ def purge(registry: FailedJobRegistry) -> int:
     return count
 
 
+class DeadLetters(Protocol):
+    """What the command needs of an engine's dead-letter queue; jobs as DeadJob's fields (a dict)."""
+
+    def ids(self) -> list[str]: ...
+    def __contains__(self, job_id: object) -> bool: ...
+    def describe(self, job_id: str) -> dict[str, Any] | None: ...
+    def jobs(self) -> Iterator[dict[str, Any]]: ...
+    def requeue(self, job_ids: Sequence[str]) -> tuple[list[str], list[str]]: ...
+    def purge(self) -> int: ...
+
+
+class RqDeadLetters:
+    def __init__(self, registry: FailedJobRegistry) -> None:
+        self.registry = registry
+
+    def ids(self) -> list[str]:
+        return list(self.registry.get_job_ids())
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self.registry
+
+    def describe(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return asdict(describe(Job.fetch(job_id, connection=self.registry.connection)))
+        except NoSuchJobError:
+            return None
+
+    def jobs(self) -> Iterator[dict[str, Any]]:
+        return (asdict(job) for job in dead_jobs(self.registry))
+
+    def requeue(self, job_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        return requeue(self.registry, job_ids)
+
+    def purge(self) -> int:
+        return purge(self.registry)
+
+
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -126,6 +166,10 @@ def _connection_options(parser: argparse.ArgumentParser, *, with_defaults: bool)
     parser.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON instead of text"
     )
+    engine = os.environ.get("QUEUE_ENGINE", "rq")
+    parser.add_argument(
+        "--engine", choices=["rq", "saq"], default=default(engine), help="default: $QUEUE_ENGINE, else rq"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -151,8 +195,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     connection = Redis.from_url(args.redis_url, socket_connect_timeout=5, socket_timeout=10)
     try:
-        registry = dead_letter_registry(connection, args.queue)
-        return _run(args, registry)
+        return _run(args, dead_letters(connection, args.engine, args.queue, args.redis_url))
     except RedisError as exc:
         print(f"ragload dlq: cannot reach {args.redis_url}: {exc}", file=sys.stderr)
         return 1
@@ -160,58 +203,64 @@ def main(args: argparse.Namespace) -> int:
         connection.close()
 
 
-def _run(args: argparse.Namespace, registry: FailedJobRegistry) -> int:
+def dead_letters(connection: Redis, engine: str, queue_name: str, redis_url: str) -> DeadLetters:
+    if engine == "saq":
+        from system.engines.saq.dlq import SaqDeadLetters  # an RQ deployment never loads SAQ
+
+        return SaqDeadLetters(connection, queue_name, redis_url)
+    return RqDeadLetters(dead_letter_registry(connection, queue_name))
+
+
+def _run(args: argparse.Namespace, dead: DeadLetters) -> int:
     if args.action == "list":
-        jobs = list(dead_jobs(registry))
+        jobs = list(dead.jobs())
         if args.json:
             print(json.dumps([_brief(job) for job in jobs], indent=2))
         else:
             _print_table(jobs)
         return 0
     if args.action == "show":
-        try:
-            job = describe(Job.fetch(args.job_id, connection=registry.connection))
-        except NoSuchJobError:
+        job = dead.describe(args.job_id)
+        if job is None:
             print(f"ragload dlq: no job {args.job_id}", file=sys.stderr)
             return 1
         if args.json:
-            print(json.dumps(asdict(job), indent=2))
+            print(json.dumps(job, indent=2))
         else:
-            _print_job(job, in_dlq=args.job_id in registry)
+            _print_job(job, in_dlq=args.job_id in dead)
         return 0
     if args.action == "requeue":
         if bool(args.all) == bool(args.job_ids):
             print("ragload dlq requeue: give job ids or --all (not both)", file=sys.stderr)
             return 2
-        ids = registry.get_job_ids() if args.all else args.job_ids
-        done, missing = requeue(registry, ids)
+        ids = dead.ids() if args.all else args.job_ids
+        done, missing = dead.requeue(ids)
         print(f"requeued {len(done)} job(s)" + "".join(f"\n  {job_id}" for job_id in done))
         for job_id in missing:
             print(f"not in the dead-letter queue: {job_id}", file=sys.stderr)
         return 1 if missing else 0
-    print(f"purged {purge(registry)} job(s)")
+    print(f"purged {dead.purge()} job(s)")
     return 0
 
 
-def _brief(job: DeadJob) -> dict[str, object]:
-    return {key: value for key, value in asdict(job).items() if key != "traceback"}
+def _brief(job: dict[str, Any]) -> dict[str, object]:
+    return {key: value for key, value in job.items() if key != "traceback"}
 
 
-def _print_table(jobs: Sequence[DeadJob]) -> None:
+def _print_table(jobs: Sequence[dict[str, Any]]) -> None:
     print(f"{len(jobs)} job(s) in the dead-letter queue")
     for job in jobs:
-        attempts = "?" if job.attempts is None else str(job.attempts)
-        print(
-            f"{job.job_id}  attempts={attempts}  ended={job.ended_at or '-'}  {job.error[:LIST_ERROR_WIDTH]}"
-        )
+        attempts = "?" if job["attempts"] is None else str(job["attempts"])
+        ended = job["ended_at"] or "-"
+        print(f"{job['job_id']}  attempts={attempts}  ended={ended}  {job['error'][:LIST_ERROR_WIDTH]}")
 
 
-def _print_job(job: DeadJob, in_dlq: bool) -> None:
-    print(f"job       {job.job_id}{'' if in_dlq else '  (not in the dead-letter queue)'}")
-    print(f"function  {job.func}({', '.join(job.args)})")
-    print(f"enqueued  {job.enqueued_at or '-'}")
-    print(f"ended     {job.ended_at or '-'}")
-    print(f"attempts  {'?' if job.attempts is None else job.attempts}")
-    print(f"error     {job.error}")
-    if job.traceback:
-        print("\n" + job.traceback.rstrip())
+def _print_job(job: dict[str, Any], in_dlq: bool) -> None:
+    print(f"job       {job['job_id']}{'' if in_dlq else '  (not in the dead-letter queue)'}")
+    print(f"function  {job['func']}({', '.join(job['args'])})")
+    print(f"enqueued  {job['enqueued_at'] or '-'}")
+    print(f"ended     {job['ended_at'] or '-'}")
+    print(f"attempts  {'?' if job['attempts'] is None else job['attempts']}")
+    print(f"error     {job['error']}")
+    if job["traceback"]:
+        print("\n" + job["traceback"].rstrip())

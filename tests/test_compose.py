@@ -39,7 +39,7 @@ COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 EXPECTED_SERVICES = {
     "valkey", "qdrant", "mock", "ingest", "api", "api-lb", "worker", "baseline",
-    "locust-master", "locust-worker", "rq-dashboard", "prometheus", "grafana",
+    "locust-master", "locust-worker", "rq-dashboard", "prometheus", "grafana", "saq-worker",
 }  # fmt: skip
 ONE_SHOT = {"ingest"}
 PYTHON_IMAGE = "ragload:local"
@@ -111,7 +111,7 @@ def test_schema_check_catches_a_mistake() -> None:
 def test_it_has_exactly_the_services_of_the_design() -> None:
     assert set(SERVICES) == EXPECTED_SERVICES
     behind_profiles = {name for name, service in SERVICES.items() if service.get("profiles")}
-    assert behind_profiles == {"prometheus", "grafana"}
+    assert behind_profiles == {"prometheus", "grafana", "saq-worker"}
     assert int(interpolate(str(SERVICES["worker"]["deploy"]["replicas"]))) >= 1
     assert int(interpolate(str(SERVICES["api"]["deploy"]["replicas"]))) >= 2  # replicas behind api-lb
     assert int(interpolate(str(SERVICES["locust-worker"]["deploy"]["replicas"]))) >= 1
@@ -241,7 +241,10 @@ def test_the_replica_check_catches_a_static_target_of_a_scaled_service() -> None
     static_api = {
         "scrape_configs": [
             {"job_name": "api", "static_configs": [{"targets": ["api:8000", "baseline:8001"]}]},
-            {"job_name": "workers", "dns_sd_configs": [{"names": ["worker"], "type": "A", "port": 9100}]},
+            {
+                "job_name": "workers",
+                "dns_sd_configs": [{"names": ["worker", "saq-worker"], "type": "A", "port": 9100}],
+            },
         ]
     }
     assert discovery_problems(static_api) == [

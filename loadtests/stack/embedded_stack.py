@@ -65,6 +65,26 @@ def settings_from(env: Mapping[str, str], cls: type[S]) -> S:
     return cls.model_validate(values)
 
 
+def reset_saq_queue(connection: redis.Redis, queue_name: str) -> None:
+    """SAQ's queue emptied: waiting jobs, jobs waiting for a retry and dead letters (their keys too); the
+    jobs in the active list stay (a worker owns them)."""
+    from system.engines.saq.queue import SaqKeys
+
+    keys = SaqKeys(queue_name)
+    active: set[bytes] = set(connection.lrange(keys.active, 0, -1))  # type: ignore[arg-type]
+    incomplete: list[bytes] = connection.zrange(keys.incomplete, 0, -1)  # type: ignore[assignment]
+    dead_keys: list[bytes] = connection.zrange(keys.dead_letters, 0, -1)  # type: ignore[assignment]
+    waiting = set(incomplete) - active
+    dead = {keys.job(key.decode()).encode() for key in dead_keys}
+    pipe = connection.pipeline(transaction=True)
+    pipe.delete(keys.queued, keys.dead_letters)
+    if waiting:
+        pipe.zrem(keys.incomplete, *waiting)
+    if waiting | dead:
+        pipe.delete(*(waiting | dead))
+    pipe.execute()
+
+
 class EmbeddedStack:
     """The whole stack as child processes; a context manager (`with EmbeddedStack(...) as stack:`)."""
 
@@ -75,6 +95,8 @@ class EmbeddedStack:
         mock_port: int = 8100,
         baseline_port: int = 8001,
         workers: int = 2,
+        engine: str = "rq",
+        worker_concurrency: int = 64,
         baseline_mode: str = "threadpool",
         baseline_processes: int = 1,
         baseline_threads: int | None = None,
@@ -91,6 +113,8 @@ class EmbeddedStack:
         self.mock_port = mock_port
         self.baseline_port = baseline_port
         self.worker_count = workers
+        self.engine = engine  # the queue engine (QUEUE_ENGINE) of the API and the workers: rq or saq
+        self.worker_concurrency = worker_concurrency  # saq: jobs in flight per worker process
         self.baseline_mode = baseline_mode
         self.baseline_processes = baseline_processes
         self.baseline_threads = baseline_threads
@@ -99,7 +123,13 @@ class EmbeddedStack:
         self.ingest_args = list(ingest_args)  # what `ragload ingest` indexes if the index is missing
         self.fresh = fresh  # discard the jobs waiting from before (loadtests/stack/backlog.py)
         self.backlog: Backlog | None = None  # what was waiting when the broker came up (discarded if fresh)
-        self.env: dict[str, str] = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.env: dict[str, str] = {
+            **os.environ,
+            **(env or {}),
+            "PYTHONUNBUFFERED": "1",
+            "QUEUE_ENGINE": engine,
+            "WORKER_CONCURRENCY": str(worker_concurrency),
+        }
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="ragload-stack-"))
         self.valkey: EmbeddedValkey | None = None
         self.mock: ManagedProcess | None = None
@@ -195,12 +225,38 @@ class EmbeddedStack:
         self.baseline = self._spawn_baseline()
         self._wait_ready(self.baseline)
 
+    def set_engine(self, engine: str, concurrency: int) -> None:
+        """Run the queue on `engine` with `concurrency` jobs per SAQ worker process from now on: the workers
+        are replaced (same count) and, if the engine changes, the API restarts with it. Between cells."""
+        if (engine, concurrency) == (self.engine, self.worker_concurrency):
+            return
+        engine_changes = engine != self.engine
+        with self._workers_lock:
+            workers, self.workers = self.workers, []
+        stop_all(workers)
+        self.engine, self.worker_concurrency = engine, concurrency
+        self.env.update(QUEUE_ENGINE=engine, WORKER_CONCURRENCY=str(concurrency))
+        if engine_changes and self.api is not None:
+            self.api.stop()
+            self.api = self._spawn("api", self._api_argv(), port=self.api_port)
+            self._wait_ready(self.api)
+        with self._workers_lock:
+            self.workers = [self._spawn_worker() for _ in range(self.worker_count)]
+        self._wait_workers_ready(self.workers)
+
     def reset(self) -> None:
-        """Empty the queue and RQ's finished, failed, deferred, scheduled and canceled registries.
+        """Empty the queue (and, on RQ, its finished, failed, deferred, scheduled and canceled registries;
+        on SAQ, its dead-letter index).
 
         Meant for an idle system between sweep cells: a job a worker is running stays (its worker owns it).
         """
         connection = redis.Redis.from_url(self.urls["redis"])
+        if self.engine == "saq":
+            try:
+                reset_saq_queue(connection, self.queue_name)
+            finally:
+                connection.close()
+            return
         try:
             queue = Queue(self.queue_name, connection=connection)
             queue.empty()
@@ -416,7 +472,13 @@ class EmbeddedStack:
 
     def _spawn_worker(self) -> ManagedProcess:
         self._worker_serial += 1
-        return self._spawn(f"worker-{self._worker_serial}", ragload_command("worker", "--count", "1"), None)
+        argv = ragload_command("worker", "--count", "1", "--engine", self.engine)
+        if self.engine == "saq":
+            argv += ["--concurrency", str(self.worker_concurrency)]
+        return self._spawn(f"worker-{self._worker_serial}", argv, None)
+
+    def _api_argv(self) -> list[str]:
+        return ragload_command("api", "--host", HOST, "--port", str(self.api_port))
 
     def _spawn_baseline(self) -> ManagedProcess:
         argv = ragload_command(
@@ -457,13 +519,14 @@ class EmbeddedStack:
     def _wait_workers_ready(
         self, workers: Sequence[ManagedProcess], timeout: float = READY_TIMEOUT_S
     ) -> None:
-        """Until every one of `workers` has registered with RQ (after loading its pipeline)."""
+        """Until every one of `workers` has registered with its engine (RQ after loading its pipeline, SAQ
+        with its first worker info)."""
         connection = redis.Redis.from_url(self.env["REDIS_URL"])
         queue = Queue(self.queue_name, connection=connection)
         deadline = time.monotonic() + timeout
         try:
             while True:
-                registered = {worker.pid for worker in Worker.all(connection=connection, queue=queue)}
+                registered = self._registered_pids(connection, queue)
                 waiting = [w for w in workers if w.pid is None or not registered & set(process_tree(w.pid))]
                 if not waiting:
                     return
@@ -471,10 +534,19 @@ class EmbeddedStack:
                     if not worker.alive():
                         raise StackError(f"{worker.name} exited at start\n{self._log_tail(worker.name)}")
                 if time.monotonic() > deadline:
-                    raise StackError(f"{waiting[0].name} did not register with RQ within {timeout:.0f} s")
+                    raise StackError(
+                        f"{waiting[0].name} did not register with {self.engine} within {timeout:.0f} s"
+                    )
                 time.sleep(0.1)
         finally:
             connection.close()
+
+    def _registered_pids(self, connection: redis.Redis, queue: Queue) -> set[int | None]:
+        if self.engine == "saq":
+            from system.engines.saq.state import registered_workers
+
+            return {worker.pid for worker in registered_workers(connection, self.queue_name)}
+        return {worker.pid for worker in Worker.all(connection=connection, queue=queue)}
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"

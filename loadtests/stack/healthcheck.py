@@ -51,7 +51,26 @@ def check_rq_worker(_: str = "") -> str | None:
     return f"no RQ worker of host {hostname} registered on queue {queue_name}"
 
 
-CHECKS = {"http": check_http, "tcp": check_tcp, "rq-worker": check_rq_worker}
+def check_saq_worker(_: str = "") -> str | None:
+    import redis
+    from redis.exceptions import RedisError
+
+    from system.engines.saq.state import registered_workers
+
+    url = os.environ.get("REDIS_URL", "")
+    queue_name = os.environ.get("QUEUE_NAME", "ragload")
+    hostname = socket.gethostname()
+    try:
+        connection = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
+        workers = registered_workers(connection, queue_name)
+    except (RedisError, ValueError) as exc:
+        return f"cannot list SAQ workers at REDIS_URL: {exc}"
+    if any(worker.hostname == hostname for worker in workers):
+        return None
+    return f"no SAQ worker of host {hostname} registered on queue {queue_name}"
+
+
+CHECKS = {"http": check_http, "tcp": check_tcp, "rq-worker": check_rq_worker, "saq-worker": check_saq_worker}
 
 
 def main(argv: list[str] | None = None) -> int:

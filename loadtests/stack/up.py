@@ -44,7 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mock-port", type=int, default=8100, help="mock LLM (%(default)s; unused with OPENAI_BASE_URL)"
     )
     parser.add_argument("--baseline-port", type=int, default=8001, help="inline baseline (%(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes (2; see --autoscale)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2; see --autoscale)")
+    parser.add_argument(
+        "--engine", choices=["rq", "saq"], default="rq", help="queue engine: rq, or saq (asyncio workers)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="saq: jobs in flight per worker process (%(default)s)"
+    )
     parser.add_argument(
         "--autoscale",
         type=_bounds,
@@ -86,7 +92,13 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="ragload up: %(message)s")
     # StackAutoscaling prints its own line per change (with the load); the loop's log line would repeat it.
     logging.getLogger("system.autoscale").setLevel(logging.WARNING)
+    if args.engine == "saq" and args.autoscale:
+        # system/autoscale.py counts one job per worker process (RQ): not right for C jobs per SAQ process
+        print("ragload up: --autoscale is for the rq engine only (for now)", flush=True)
+        return 2
     stack = EmbeddedStack(
+        engine=args.engine,
+        worker_concurrency=args.concurrency,
         api_port=args.api_port,
         mock_port=args.mock_port,
         baseline_port=args.baseline_port,
@@ -172,6 +184,8 @@ def banner(stack: EmbeddedStack, autoscale: tuple[int, int] | None = None) -> st
     urls = stack.urls
     api = urls["api"]
     workers = f"autoscaled {autoscale[0]}..{autoscale[1]}" if autoscale else str(stack.worker_count)
+    if stack.engine == "saq":
+        workers += f" saq, {stack.worker_concurrency} jobs each"
     lines = [
         "",
         "ragload stack is up (Ctrl-C stops every part)",

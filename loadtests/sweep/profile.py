@@ -179,6 +179,9 @@ class Group(BaseModel):
     mode: str
     load: Literal["closed", "open"]
     workers: list[int] | None = None
+    # queued groups: the queue engine (system/engines/); saq needs `concurrency`, its jobs per worker process
+    engine: Literal["rq", "saq"] = "rq"
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
     users: list[int] | None = None
     users_per_worker: float | None = Field(default=None, gt=0)
     rates: list[float] | None = None
@@ -212,6 +215,10 @@ class Group(BaseModel):
             raise ValueError("`workers` is for queued groups; the baseline has processes/threads")
         if any(n < 1 for n in self.workers or []):
             raise ValueError("worker counts must be >= 1")
+        if self.engine == "saq" and (not queued or self.concurrency is None):
+            raise ValueError("engine = 'saq' is for queued groups and needs `concurrency` (jobs per process)")
+        if self.engine == "rq" and self.concurrency is not None:
+            raise ValueError("`concurrency` is for engine = 'saq' (an RQ worker runs one job at a time)")
         if self.load == "closed":
             if bool(self.users) == (self.users_per_worker is not None):
                 raise ValueError("a closed-loop group needs exactly one of `users` or `users_per_worker`")
@@ -262,7 +269,9 @@ class Cell:
     service_time_ms: float | None  # None: the upstream's latency is unknown (--target without a mock)
     processes: int | None = None
     threads: int | None = None
-    concurrency: int | None = None  # baseline requests served at once; None = upstream-bound (asyncio)
+    # baseline: requests served at once (None = upstream-bound, asyncio); queued saq: jobs per worker process
+    concurrency: int | None = None
+    engine: str = "rq"  # queued cells: the queue engine
     poll_interval_s: float | None = None
     overhead_ms: float = 0.0  # the job path's own time per request at zero upstream latency (shown, not in S)
     cell: str = ""
@@ -288,6 +297,13 @@ class Cell:
             return None
         return (self.mode, self.processes or 1, self.threads)
 
+    @property
+    def servers(self) -> int | None:
+        """Requests the server side serves at once: queued, workers (× jobs per process on saq)."""
+        if self.architecture == "queued":
+            return (self.workers or 0) * (self.concurrency or 1)
+        return self.concurrency
+
 
 def baseline_concurrency(mode: str, processes: int, threads: int | None) -> int | None:
     """What the baseline's /readyz reports: blocking: processes; threadpool: processes × threads."""
@@ -304,7 +320,7 @@ DEFAULT_BASELINE_THREADS = 40  # the baseline's own default (AnyIO's thread limi
 def _cell_id(index: int, group: Group, workers: int | None, users: int | None, rate: float | None) -> str:
     parts = [f"{index:02d}", group.architecture, group.mode, group.load]
     if workers is not None:
-        parts.append(f"w{workers}")
+        parts.append(f"w{workers}" + (f"-saq-c{group.concurrency}" if group.engine == "saq" else ""))
     else:
         parts.append(f"p{group.processes}" + (f"t{group.threads}" if group.mode == "threadpool" else ""))
     parts.append(f"u{users}" if users is not None else f"r{rate:g}")
@@ -348,13 +364,17 @@ def expand(profile: Profile, repeats: int | None = None) -> list[Cell]:
         trials = repeats or group.repeats or profile.run.repeats
         mock = profile.mock.for_upstream(group.upstream)
         service_s, curve = mock.service_time_s, mock.curve()
-        concurrency = baseline_concurrency(group.mode, group.processes, group.threads) if sync else None
+        # inline: requests the baseline serves at once; queued: jobs in flight per worker process (saq)
+        concurrency = (
+            baseline_concurrency(group.mode, group.processes, group.threads) if sync else group.concurrency
+        )
         for workers in worker_counts:
             for users, rate in _loads(group, workers):
                 index += 1
                 name = _cell_id(index, group, workers, users, rate)
                 load_value = float(users) if users is not None else float(rate or 0)
-                server_rps, upstream_rps = _capacities(curve, service_s, workers or concurrency, users)
+                servers = workers * (concurrency or 1) if workers else concurrency
+                server_rps, upstream_rps = _capacities(curve, service_s, servers, users)
                 cells.extend(
                     Cell(
                         index=index,
@@ -372,6 +392,7 @@ def expand(profile: Profile, repeats: int | None = None) -> list[Cell]:
                         processes=group.processes if sync else None,
                         threads=group.threads if sync else None,
                         concurrency=concurrency,
+                        engine=group.engine,
                         poll_interval_s=group.poll_interval_s if group.mode == "poll" else None,
                         cell=name,
                         trial=trial,
@@ -388,9 +409,12 @@ def expand(profile: Profile, repeats: int | None = None) -> list[Cell]:
     return cells
 
 
-def _stack_config(cell: Cell) -> tuple[str, int, str]:
-    """What the stack must be switched to for a cell: its worker count or its baseline's configuration."""
-    return (cell.architecture, cell.workers or 0, str(cell.baseline_key))
+def _stack_config(cell: Cell) -> tuple[str, str, int, int, str]:
+    """What the stack must be switched to for a cell: its queue engine and worker count, or its baseline's
+    configuration."""
+    engine = cell.engine if cell.architecture == "queued" else ""
+    concurrency = (cell.concurrency or 0) if engine == "saq" else 0
+    return (cell.architecture, engine, concurrency, cell.workers or 0, str(cell.baseline_key))
 
 
 def run_order(cells: Sequence[Cell], seed: int) -> list[Cell]:
@@ -403,7 +427,7 @@ def run_order(cells: Sequence[Cell], seed: int) -> list[Cell]:
     ordered: list[Cell] = []
     for trial in sorted({c.trial for c in cells}):
         rng = random.Random(f"{seed}|order|{trial}")
-        configs: dict[tuple[str, int, str], list[Cell]] = {}
+        configs: dict[tuple[str, str, int, int, str], list[Cell]] = {}
         for cell in cells:
             if cell.trial == trial:
                 configs.setdefault(_stack_config(cell), []).append(cell)
@@ -429,8 +453,8 @@ def overloaded(cell: Cell) -> bool:
     if cell.load != "open" or not cell.service_time_ms or cell.rate is None:
         return False
     capacity = cell.server_capacity_rps if cell.server_capacity_rps is not None else cell.upstream_rps
-    if capacity is None:  # a cell made without capacities (tests): W/S or concurrency/S
-        servers = cell.workers if cell.architecture == "queued" else cell.concurrency
+    if capacity is None:  # a cell made without capacities (tests): W/S (× C on saq) or concurrency/S
+        servers = cell.servers
         capacity = servers / (cell.service_time_ms / 1000) if servers else None
     return capacity is not None and cell.rate > capacity
 

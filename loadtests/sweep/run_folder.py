@@ -125,8 +125,8 @@ def write_cell(cell_dir: Path, cell: Cell, data: CellData, extra: Mapping[str, A
     write_json(
         cell_dir / "cell.json",
         {
+            **cell.as_dict(),
             **dict(zip(("engine", "jobs_per_worker"), queue_engine(cell), strict=True)),
-            **cell.as_dict(),  # its own engine and jobs_per_worker, once it has them, win
             "started": datetime.fromtimestamp(data.start).astimezone().isoformat(timespec="milliseconds"),
             "warmup_samples_discarded": data.warmup_discarded,
             "late_arrivals": data.late_arrivals,

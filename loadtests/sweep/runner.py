@@ -57,6 +57,7 @@ DEFAULT_OUT = Path("reports/runs")
 QUIET_S = 0.3  # no upstream call in flight and none started for this long: the previous cell is over
 SETTLE_MAX_S = 10.0  # longer than this and the system is still draining a backlog: restart or reset it
 HTTP_TIMEOUT_S = 5.0
+DEFAULT_SAQ_CONCURRENCY = 64  # unused by rq cells; the stack keeps it for its SAQ workers
 EXTERNAL_SCALE_WAIT_S = 15.0  # an external autoscaler or `docker compose --scale` may still be catching up
 
 
@@ -69,6 +70,7 @@ class Target(Protocol):
     def queue_name(self) -> str: ...
     def pids(self) -> dict[str, list[int]]: ...
     def scale_workers(self, n: int) -> None: ...
+    def set_engine(self, engine: str, concurrency: int) -> None: ...
     def restart_baseline(self, mode: str, processes: int, threads: int | None = None) -> None: ...
     def reset(self) -> None: ...
 
@@ -90,6 +92,15 @@ class ExternalTarget:
     given: dict[str, str]
     queue_name: str = field(default_factory=lambda: os.environ.get("QUEUE_NAME", "ragload"))
     scale_wait_s: float = EXTERNAL_SCALE_WAIT_S
+    engine: str = field(default_factory=lambda: os.environ.get("QUEUE_ENGINE", "rq"))
+
+    def set_engine(self, engine: str, concurrency: int) -> None:
+        """The target runs one engine (QUEUE_ENGINE of this process says which): a cell of another stops."""
+        if engine != self.engine:
+            raise TargetMismatch(
+                f"the cell needs the {engine} engine but the target runs {self.engine} (QUEUE_ENGINE): "
+                "run only matching cells with --only"
+            )
 
     @property
     def urls(self) -> dict[str, str]:
@@ -122,10 +133,12 @@ class ExternalTarget:
 
     def _registered_workers(self) -> int:
         from redis import Redis
-        from rq import Queue, Worker
+
+        from system.engines.broker_state import state_reader
 
         with Redis.from_url(self.given["redis"]) as connection:
-            return len(Worker.all(queue=Queue(self.queue_name, connection=connection)))
+            state = state_reader(self.engine)(connection, self.queue_name)
+            return state.busy_workers + state.idle_workers
 
     def reset(self) -> None:
         if self.given.get("redis"):
@@ -216,6 +229,7 @@ def prepare(
         target.restart_baseline(*state.baseline)
     settled_after = settled or wait_quiet(mock)
     if cell.workers is not None:
+        target.set_engine(cell.engine, cell.concurrency or DEFAULT_SAQ_CONCURRENCY)
         target.scale_workers(cell.workers)
     target.reset()
     if mock:
@@ -300,7 +314,7 @@ def run_cell(
     except BaseException:
         locust.kill()
         raise
-    queue = QueueProbe(target.urls.get("redis"), target.queue_name)
+    queue = QueueProbe(target.urls.get("redis"), target.queue_name, cell.engine)
     locust.go()
     sampler = ServerSampler(target.pids, locust.pids, queue).start()
     try:

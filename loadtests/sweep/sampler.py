@@ -27,8 +27,8 @@ from typing import Any
 import psutil
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
-from rq.worker import WorkerStatus
+
+from system.engines.broker_state import state_reader
 
 SAMPLE_INTERVAL_S = 0.5
 ROLES = ("api", "worker", "baseline", "mock", "valkey")
@@ -144,21 +144,22 @@ def role_memory(found: Mapping[int, tuple[int, int]]) -> tuple[float, int, float
 
 
 class QueueProbe:
-    """Queue depth, busy and registered workers of one RQ queue (None when there is no broker)."""
+    """Queue depth, busy and registered worker processes of one queue of the engine (None when there is no
+    broker); SAQ's busy count is as of each worker's last info (every 2 s)."""
 
-    def __init__(self, redis_url: str | None, queue_name: str) -> None:
+    def __init__(self, redis_url: str | None, queue_name: str, engine: str = "rq") -> None:
         self._redis = Redis.from_url(redis_url, socket_timeout=2.0) if redis_url else None
-        self._queue = Queue(queue_name, connection=self._redis) if self._redis is not None else None
+        self._queue_name = queue_name
+        self._engine = engine
 
     def read(self) -> tuple[int | None, int | None, int | None]:
-        if self._queue is None or self._redis is None:
+        if self._redis is None:
             return None, None, None
         try:
-            workers = Worker.all(connection=self._redis, queue=self._queue)
-            busy = sum(1 for w in workers if w.get_state() == WorkerStatus.BUSY)
-            return self._queue.count, busy, len(workers)
+            state = state_reader(self._engine)(self._redis, self._queue_name)
         except RedisError:
             return None, None, None
+        return state.queue_depth, state.busy_workers, state.busy_workers + state.idle_workers
 
     def close(self) -> None:
         if self._redis is not None:

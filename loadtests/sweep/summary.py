@@ -13,8 +13,7 @@ its cores, measured the machine as much as the architecture.
 
 Queue engine (docs/architecture.md, "A run folder"): a queued cell's `engine` is `rq` (one job per worker
 process) or `saq` (asyncio workers, `jobs_per_worker` = C jobs in flight per process); RQ's
-`jobs_per_worker` is 1. Both are empty for an inline cell. The Cell may not carry them (before the SAQ engine
-existed every queued cell was RQ): `queue_engine` reads them with those defaults.
+`jobs_per_worker` is 1 (a queued saq cell's `concurrency` is its C). Both are empty for an inline cell.
 
 Memory: the means over the window of the sampler's RSS columns (loadtests/sweep/sampler.py; RSS in MiB):
 `rss_api_mb`, `rss_worker_mb` and `rss_baseline_mb` per serving process (a worker process of the pool, a
@@ -112,7 +111,6 @@ SUMMARY_COLUMNS = (
     "rss_baseline_total_mb",
     "worker_processes",
 )
-DEFAULT_ENGINE = "rq"  # a queued cell without an engine: every one before SAQ existed
 # summary column → the server.csv column it is the window's mean of
 MEMORY_COLUMNS = {
     "rss_api_mb": "rss_api_process_mb",
@@ -179,9 +177,7 @@ def queue_engine(cell: Cell) -> tuple[str | None, int | None]:
     """(engine, jobs in flight per worker process) of a queued cell; (None, None) for an inline one."""
     if cell.architecture != "queued":
         return None, None
-    engine = getattr(cell, "engine", None) or DEFAULT_ENGINE
-    per_worker = getattr(cell, "jobs_per_worker", None) or 1
-    return str(engine), int(per_worker)
+    return cell.engine, (cell.concurrency or 1) if cell.engine == "saq" else 1
 
 
 def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | None, str]:
@@ -212,7 +208,7 @@ def ideal_rps(cell: Cell, offered_rps: float | None = None) -> tuple[float | Non
     else:
         client = offered_rps if offered_rps is not None else cell.rate or 0.0
     if cell.architecture == "queued":
-        server = (cell.workers or 0) * (queue_engine(cell)[1] or 1) / service_s
+        server = (cell.servers or 0) / service_s
     else:
         server = cell.concurrency / service_s if cell.concurrency else math.inf
     return (server, "server") if server <= client else (client, "client")

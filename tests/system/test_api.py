@@ -243,7 +243,7 @@ async def test_probes(api: httpx.AsyncClient) -> None:
     await submit(api)
     metrics = (await api.get("/metrics")).text
     assert "ragload_jobs_accepted_total" in metrics
-    assert "ragload_queue_depth 1.0" in metrics
+    assert 'ragload_queue_depth{engine="rq"} 1.0' in metrics
 
 
 async def test_concurrent_long_polls_all_return(
@@ -296,7 +296,7 @@ async def test_request_paths_make_no_sync_broker_call(queued_env: dict[str, str]
 
     app = create_app()
     async with app.router.lifespan_context(app):
-        app.state.queued.broker.sync.connection_pool.get_connection = no_sync_io
+        app.state.queued.engine.sync.connection_pool.get_connection = no_sync_io
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             job_id = await submit(client)

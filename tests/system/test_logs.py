@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from system.broker import new_job_id
+from system.engines.protocol import new_job_id
 from system.logs import (
     JOB_ID_HEADER,
     JobIdMiddleware,

@@ -78,9 +78,9 @@ def test_events_are_counted_where_they_happen(queue: Queue) -> None:
         return REGISTRY.get_sample_value(name, labels) or 0.0
 
     before = {
-        "retried": current("ragload_jobs_total", outcome="retried"),
-        "dead": current("ragload_jobs_total", outcome="dead_lettered"),
-        "retry": current("ragload_retries_total", layer="job", reason="timeout"),
+        "retried": current("ragload_jobs_total", engine="rq", outcome="retried"),
+        "dead": current("ragload_jobs_total", engine="rq", outcome="dead_lettered"),
+        "retry": current("ragload_retries_total", engine="rq", layer="job", reason="timeout"),
         "llm": current("ragload_llm_errors_total", operation="chat", kind="unavailable"),
     }
     queue.enqueue(job_that_fails, retry=Retry(max=1, interval=0))
@@ -90,15 +90,15 @@ def test_events_are_counted_where_they_happen(queue: Queue) -> None:
     with pytest.raises(UpstreamUnavailable), observe_llm("chat"):
         raise UpstreamUnavailable("the LLM upstream failed (503)")
 
-    assert current("ragload_jobs_total", outcome="retried") == before["retried"] + 1
-    assert current("ragload_jobs_total", outcome="dead_lettered") == before["dead"] + 1
-    assert current("ragload_retries_total", layer="job", reason="timeout") == before["retry"] + 1
+    assert current("ragload_jobs_total", engine="rq", outcome="retried") == before["retried"] + 1
+    assert current("ragload_jobs_total", engine="rq", outcome="dead_lettered") == before["dead"] + 1
+    assert current("ragload_retries_total", engine="rq", layer="job", reason="timeout") == before["retry"] + 1
     assert current("ragload_llm_errors_total", operation="chat", kind="unavailable") == before["llm"] + 1
 
 
 def test_exposition_has_every_named_series(queue: Queue) -> None:
-    JOBS_ACCEPTED.inc()
-    ADMISSION_REJECTIONS.labels("queue_full").inc()
+    JOBS_ACCEPTED.labels("rq").inc()
+    ADMISSION_REJECTIONS.labels("rq", "queue_full").inc()
     record_job_finished(queue_wait_s=0.02, run_s=0.3, end_to_end_s=0.35)
     with observe_llm("embed"):
         pass
@@ -123,11 +123,13 @@ def test_exposition_has_every_named_series(queue: Queue) -> None:
     parsed = samples(text)
     names = {name for name, _ in parsed}
     assert EVENT_SERIES | STATE_SERIES <= names, sorted((EVENT_SERIES | STATE_SERIES) - names)
-    assert value(parsed, "ragload_broker_up") == 1
-    assert value(parsed, "ragload_queue_depth") == 3
-    assert value(parsed, "ragload_registry_jobs", registry="failed") == 1  # the dead-letter queue
-    assert value(parsed, "ragload_workers", state="busy") == 1
-    assert value(parsed, "ragload_workers", state="idle") == 1
+    assert value(parsed, "ragload_broker_up", engine="rq") == 1
+    assert value(parsed, "ragload_queue_depth", engine="rq") == 3
+    assert (
+        value(parsed, "ragload_registry_jobs", engine="rq", registry="failed") == 1
+    )  # the dead-letter queue
+    assert value(parsed, "ragload_workers", engine="rq", state="busy") == 1
+    assert value(parsed, "ragload_workers", engine="rq", state="idle") == 1
     assert value(parsed, "ragload_breaker_state", state="half-open") == 1
     assert value(parsed, "ragload_breaker_state", state="open") == 0
 
@@ -135,7 +137,7 @@ def test_exposition_has_every_named_series(queue: Queue) -> None:
 def test_broker_down_is_reported_not_raised() -> None:
     unreachable = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     parsed = samples(render_metrics([BrokerCollector(unreachable, QUEUE)]).decode())
-    assert value(parsed, "ragload_broker_up") == 0
+    assert value(parsed, "ragload_broker_up", engine="rq") == 0
     assert not any(name == "ragload_queue_depth" for name, _ in parsed)
 
 
@@ -144,7 +146,7 @@ import sys
 from system.metrics import JOBS_ACCEPTED, record_job_finished
 from system.rag.llm_metrics import observe_llm
 for _ in range(int(sys.argv[1])):
-    JOBS_ACCEPTED.inc()
+    JOBS_ACCEPTED.labels("rq").inc()
     record_job_finished(queue_wait_s=0.01, run_s=0.2, end_to_end_s=0.25)
     with observe_llm("chat"):
         pass
@@ -162,9 +164,9 @@ def test_multiprocess_mode_merges_every_process(tmp_path: Path, monkeypatch: pyt
         subprocess.run([sys.executable, "-c", WRITER_SCRIPT, count], env=env, check=True, timeout=60)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir))
     parsed = samples(render_metrics().decode())
-    assert value(parsed, "ragload_jobs_accepted_total") == 5
-    assert value(parsed, "ragload_jobs_total", outcome="finished") == 5
-    assert value(parsed, "ragload_job_run_seconds_count") == 5
+    assert value(parsed, "ragload_jobs_accepted_total", engine="rq") == 5
+    assert value(parsed, "ragload_jobs_total", engine="rq", outcome="finished") == 5
+    assert value(parsed, "ragload_job_run_seconds_count", engine="rq") == 5
     assert value(parsed, "ragload_llm_request_seconds_count", operation="chat") == 5
 
 
@@ -176,7 +178,7 @@ def test_metrics_route_serves_the_text_format(queue: Queue) -> None:
         response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    assert value(samples(response.text), "ragload_queue_depth") == 1
+    assert value(samples(response.text), "ragload_queue_depth", engine="rq") == 1
 
 
 def test_dashboard_queries_only_series_that_exist() -> None:

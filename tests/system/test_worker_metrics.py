@@ -35,7 +35,7 @@ def finished_jobs(url: str) -> float:
         parsed = scrape(url)
     except (urllib.error.URLError, OSError):
         return -1.0  # not serving yet
-    return parsed.get(("ragload_jobs_total", frozenset({("outcome", "finished")})), 0.0)
+    return parsed.get(("ragload_jobs_total", frozenset({("engine", "rq"), ("outcome", "finished")})), 0.0)
 
 
 async def test_worker_serves_the_metrics_of_all_its_processes(
@@ -66,7 +66,7 @@ async def test_worker_serves_the_metrics_of_all_its_processes(
 
     assert seen == JOBS  # the jobs ran in the pool's forked workers: their files reached the pool's server
     assert parsed[("ragload_llm_request_seconds_count", frozenset({("operation", "chat")}))] == JOBS
-    assert parsed[("ragload_job_run_seconds_count", frozenset())] == JOBS
+    assert parsed[("ragload_job_run_seconds_count", frozenset({("engine", "rq")}))] == JOBS
 
 
 def test_worker_metrics_port_without_a_multiprocess_dir_is_refused(queued_env: dict[str, str]) -> None:

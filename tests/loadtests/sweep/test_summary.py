@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -199,21 +199,13 @@ def test_samples_and_summary_round_trip(tmp_path: Path) -> None:
     assert lines[0].split(",") == list(SUMMARY_COLUMNS) and len(lines) == 2
 
 
-@dataclass(frozen=True)
-class EngineCell(Cell):
-    """A cell as the sweep writes it once the SAQ engine exists (the fields the summary reads by name)."""
-
-    engine: str = "rq"
-    jobs_per_worker: int = 1
-
-
-def test_queued_cells_name_their_engine_with_rq_as_the_default() -> None:
+def test_queued_cells_name_their_engine_and_jobs_per_worker() -> None:
     sync = replace(QUEUED, architecture="sync", mode="asyncio", workers=None)
-    saq = EngineCell(**{**QUEUED.as_dict(), "users": 400}, engine="saq", jobs_per_worker=32)
+    saq = replace(QUEUED, users=400, engine="saq", concurrency=32)  # a saq cell's concurrency: C per process
     rows = {
         name: summarize(cell, [e2e(100.0)]) for name, cell in (("rq", QUEUED), ("sync", sync), ("saq", saq))
     }
-    assert (rows["rq"]["engine"], rows["rq"]["jobs_per_worker"]) == ("rq", 1)  # a Cell without the fields
+    assert (rows["rq"]["engine"], rows["rq"]["jobs_per_worker"]) == ("rq", 1)
     assert (rows["sync"]["engine"], rows["sync"]["jobs_per_worker"]) == (None, None)
     assert (rows["saq"]["engine"], rows["saq"]["jobs_per_worker"]) == ("saq", 32)
     # W × C jobs in flight / S: 4 × 32 / 0.25 s (the users, 400 / 0.25 s, are not the lower bound)
