@@ -10,6 +10,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
 from loadtests.faults.audit import JOB_COLUMNS, audit_jobs, write_jobs
+from loadtests.faults.engine_jobs import RqJobs
 from loadtests.faults.timeline import JobTracker
 from system.retry_policy import ERROR_META_KEY, on_job_failure
 
@@ -34,7 +35,8 @@ def test_audit_tells_finished_dead_lettered_and_lost_jobs_apart(redis_url: str, 
         ("8a5d0c4e-0000-4000-8000-000000000000", 0.6),  # accepted, then gone from Valkey
     ]
 
-    audit = audit_jobs(connection, accepted)
+    jobs = RqJobs(connection, "audit")
+    audit = audit_jobs(jobs, accepted)
 
     verdicts = {job.job_id: job for job in audit.jobs}
     assert verdicts[done.id].final_status == "finished" and verdicts[done.id].attempts == 1
@@ -52,7 +54,7 @@ def test_audit_tells_finished_dead_lettered_and_lost_jobs_apart(redis_url: str, 
         rows = list(csv.DictReader(handle))
     assert tuple(rows[0]) == JOB_COLUMNS and len(rows) == len(accepted)
 
-    tracker = JobTracker(connection, lambda: accepted)
+    tracker = JobTracker(jobs.statuses, lambda: accepted)
     assert tracker.update()
     assert (tracker.finished, tracker.failed, len(tracker.open)) == (1, 2, 3)  # `silent` failed too
     assert not tracker.all_ended
