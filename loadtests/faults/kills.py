@@ -24,6 +24,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from loadtests.faults.engine_jobs import EngineJobs, JobProgress
+from loadtests.sweep.summary import percentile
 
 POLL_S = 0.25
 KILLS_COLUMNS = ("kill_t", "worker", "job_id", "retried_after_s", "restarted_after_s", "outcome")
@@ -165,6 +166,7 @@ def kill_to_restart(jobs: Sequence[KilledJob]) -> dict[str, Any] | None:
         "pending": sum(1 for job in held if job.outcome == "pending"),
         "median_s": round(statistics.median(restarts), 2) if restarts else None,
         "min_s": round(restarts[0], 2) if restarts else None,
+        "p90_s": round(p90, 2) if (p90 := percentile(restarts, 90)) is not None else None,
         "max_s": round(restarts[-1], 2) if restarts else None,
         "retry_median_s": round(statistics.median(retries), 2) if retries else None,  # back in the queue
         "retry_max_s": round(retries[-1], 2) if retries else None,

@@ -286,7 +286,10 @@ def outcome_line(outcome: Mapping[str, Any]) -> str:
             retry = f"median {restarts['retry_median_s']} s, max {restarts['retry_max_s']} s"
             extra += f"; SIGKILL -> retry {retry}"
         if restarts["median_s"] is not None:
-            extra += f"; SIGKILL -> restart median {restarts['median_s']} s, max {restarts['max_s']} s"
+            extra += (
+                f"; SIGKILL -> restart median {restarts['median_s']} s, p90 {restarts.get('p90_s')} s, "
+                f"max {restarts['max_s']} s"
+            )
         if restarts["dead_lettered"] or restarts["pending"]:
             extra += f", dead-lettered {restarts['dead_lettered']}, never restarted {restarts['pending']}"
     if outcome.get("broker"):
