@@ -161,7 +161,7 @@ class RagQueue(RedisQueue):
         this_pass = f"{job.queued}:{job.touched}:{job.attempts}"
         seen = await self.redis.hget(self.keys.first_seen, job_id)
         if seen is not None:
-            seen_pass, _, first_ms = seen.decode().rpartition("|")
+            seen_pass, _, first_ms = (seen.decode() if isinstance(seen, bytes) else seen).rpartition("|")
             if seen_pass == this_pass:
                 return now_ms - float(first_ms) >= STARTING_GRACE_S * 1000
         await self.redis.hset(self.keys.first_seen, job_id, f"{this_pass}|{now_ms}")
