@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reports.run_data import CellSummary
+from reports.run_data import CellSummary, workers_text
 
 DEFAULT_ENGINE = "rq"  # a queued cell without an engine column: every one before SAQ existed
 CORNERS = ("inline threadpool", "inline asyncio", "queued RQ", "queued SAQ")
@@ -55,6 +55,15 @@ def series_mode(cell: CellSummary) -> str:
     if engine(cell) != "saq":
         return cell.mode
     return f"{cell.mode} SAQ c{jobs_per_worker(cell)}"
+
+
+def queued_text(cell: CellSummary) -> str:
+    """`queued with 12 workers` (RQ), `queued SAQ with 1 worker process × 12 jobs`."""
+    workers = cell.workers or 0
+    if engine(cell) != "saq":
+        return f"queued with {workers_text(workers)}"
+    processes = "1 worker process" if workers == 1 else f"{workers} worker processes"
+    return f"queued SAQ with {processes} × {jobs_per_worker(cell)} jobs"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from reports.concurrency import concurrency
-from reports.corners import applies, corner_cells
+from reports.corners import by_upstream, corner_cells
 from reports.intervals import Interval
 from reports.plots import (
     FIG_WIDTH_IN,
@@ -86,7 +86,9 @@ def _panel(
         log_axis(axes)
 
 
-def corners_figure(found: dict[str, list[CellSummary]], load: str, out: Path, dpi: int) -> PlotFile:
+def corners_figure(
+    found: dict[str, list[CellSummary]], load: str, out: Path, dpi: int, suffix: str = ""
+) -> PlotFile:
     figure = Figure(figsize=(FIG_WIDTH_IN, 7.2), layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.subplots(2, 2, squeeze=False)
@@ -96,23 +98,25 @@ def corners_figure(found: dict[str, list[CellSummary]], load: str, out: Path, dp
             axes.set_xlabel(x_label)
     figure_legend(figure, [axes for row in grid for axes in row])
     title = (
-        f"Four corners: throughput and p99 vs total concurrency and vs processes — {LOAD_TITLE[load]}\n"
+        f"Four corners: throughput and p99 vs total concurrency and vs processes — {LOAD_TITLE[load]}"
+        f"{f' on {suffix[1:]}' if suffix else ''}\n"
         "best cell per corner and x, bars: 95 % intervals; concurrency: workers × jobs per worker, "
         "processes × threads, asyncio: load offered"
     )
-    return save(figure, out / f"corners_{load}.png", title, dpi)
+    return save(figure, out / f"corners_{load}{suffix}.png", title, dpi)
 
 
 def write_corner_plots(run: RunData, out: Path, dpi: int) -> list[PlotFile]:
-    if not applies(run.cells):
-        return []
+    groups = by_upstream(run.cells)
     files = []
-    for load in ("closed", "open"):
-        found = {
-            name: kept
-            for name, cells in corner_cells(run.cells).items()
-            if (kept := [c for c in cells if c.load == load])
-        }
-        if len(found) >= 2:
-            files.append(corners_figure(found, load, out, dpi))
+    for upstream, members in groups.items():
+        for load in ("closed", "open"):
+            found = {
+                name: kept
+                for name, cells in corner_cells(members).items()
+                if (kept := [c for c in cells if c.load == load])
+            }
+            if len(found) >= 2:
+                suffix = f"_{upstream}" if len(groups) > 1 and upstream else ""
+                files.append(corners_figure(found, load, out, dpi, suffix))
     return files

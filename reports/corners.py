@@ -64,6 +64,15 @@ def corner_cells(cells: Sequence[CellSummary]) -> dict[str, list[CellSummary]]:
     return {name: found[name] for name in CORNERS if name in found}
 
 
+def by_upstream(cells: Sequence[CellSummary]) -> dict[str, list[CellSummary]]:
+    """Cells per upstream, for the upstreams where the section applies: corners are compared on one upstream
+    only (the same 30 req/s means something else on an upstream with a knee and on one without)."""
+    groups: dict[str, list[CellSummary]] = {}
+    for cell in cells:
+        groups.setdefault(cell.upstream, []).append(cell)
+    return {name: members for name, members in groups.items() if applies(members)}
+
+
 def applies(cells: Sequence[CellSummary]) -> bool:
     """The section exists: SAQ cells and at least one other corner."""
     found = corner_cells(cells)
@@ -249,10 +258,10 @@ def memory_text(found: Mapping[str, Sequence[CellSummary]]) -> str:
     return " Memory (RSS, mean over the window): " + "; ".join(parts) + "."
 
 
-def upstream_text(run: RunData) -> str:
+def upstream_text(run: RunData, upstream: str = "") -> str:
     resolved = run.config.get("resolved")
     mock = resolved.get("mock") if isinstance(resolved, Mapping) else None
-    name = mock.get("upstream") if isinstance(mock, Mapping) else None
+    name = upstream or (mock.get("upstream") if isinstance(mock, Mapping) else None)
     service = run.service_model()
     if isinstance(name, str) and name:
         return f"upstream '{name}'"
@@ -262,47 +271,48 @@ def upstream_text(run: RunData) -> str:
 
 
 def corners_answer(run: RunData) -> list[Verdict]:
-    """The Answer's line on the four corners (none when the section does not apply)."""
-    if not applies(run.cells):
-        return []
-    found = corner_cells(run.cells)
+    """The Answer's lines on the four corners, one per upstream they ran on (none without SAQ cells)."""
+    return [_corners_line(run, upstream, cells) for upstream, cells in by_upstream(run.cells).items()]
+
+
+def _corners_line(run: RunData, upstream: str, cells: Sequence[CellSummary]) -> Verdict:
+    found = corner_cells(cells)
     compared = levels(found)
     head = (
-        f"Inline or queued, sync or async ({', '.join(found)}; on {upstream_text(run)}, 95 % intervals "
-        "across trials): "
+        f"Inline or queued, sync or async ({', '.join(found)}; on {upstream_text(run, upstream)}, 95 % "
+        "intervals across trials): "
     )
     if not compared:
-        return [
-            Verdict(
-                TOPIC,
-                head
-                + "no load was run on two of these corners, so this run cannot rank them."
-                + memory_text(found),
-                False,
-            )
-        ]
+        return Verdict(
+            TOPIC,
+            head
+            + "no load was run on two of these corners, so this run cannot rank them."
+            + memory_text(found),
+            False,
+        )
     text = head + "; ".join(level_text(level, detail=False) for level in compared) + "."
     text += memory_text(found)
     text += (
         " The pick holds for this upstream and these loads; a queued corner also keeps accepted requests "
         "through a restart and holds bursts instead of refusing them, which these figures do not price."
     )
-    if any(concurrency(c).upstream_bound for cells in found.values() for c in cells):
+    if any(concurrency(c).upstream_bound for members in found.values() for c in members):
         text += (
             " Inline asyncio has no server-side bound: its concurrency is the load it was offered, so its "
             "memory per in-flight job is per request offered."
         )
-    return [Verdict(TOPIC, text)]
+    return Verdict(TOPIC, text)
 
 
 def corners_verdicts(run: RunData) -> list[Verdict]:
-    """The section's lines: one per load compared, with the trials that would decide what is open."""
-    if not applies(run.cells):
-        return []
+    """The section's lines: one per upstream and load compared, with the trials that would decide."""
     lines = []
-    for level in levels(corner_cells(run.cells)):
-        text = level_text(level)
-        lines.append(Verdict(TOPIC, text[0].upper() + text[1:] + "."))
+    groups = by_upstream(run.cells)
+    for upstream, cells in groups.items():
+        for level in levels(corner_cells(cells)):
+            text = level_text(level)
+            where = f" (on {upstream_text(run, upstream)})" if len(groups) > 1 else ""
+            lines.append(Verdict(TOPIC, text[0].upper() + text[1:] + where + "."))
     return lines
 
 

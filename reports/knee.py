@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reports.comparison import PairVerdict, compare, measure_text, verdict_words
-from reports.run_data import CellSummary, RunData, workers_text
+from reports.concurrency import queued_text
+from reports.run_data import CellSummary, RunData
 from reports.significance import Outcome
 from reports.upstream import CellUpstream, UpstreamModel, cell_upstream, upstream_models
 from reports.verdict import timing_out
@@ -167,7 +168,7 @@ def pool_vs_asyncio(run: RunData, cells: Sequence[CellSummary], model: UpstreamM
         text = (
             f"A worker pool at {format_load(queued)} on `{model.name}` ({'past' if past else 'below'} the "
             f"knee's rate; {_knee_text(model)}; {trials} paired trials): "
-            f"{_side_text(run, queued, f'queued with {workers_text(queued.workers)}')}; "
+            f"{_side_text(run, queued, queued_text(queued))}; "
             f"{_side_text(run, inline, 'inline asyncio')}. {_verdict_text(pair)}"
         )
         seen = cell_upstream(run, queued)
@@ -200,7 +201,7 @@ def bursts(run: RunData, cells: Sequence[CellSummary], model: UpstreamModel) -> 
         text = (
             f"A burst of {rate:g} req/s for {duration:g} s (≈ {rate * duration:.0f} requests, "
             f"{rate / (model.knee_rps or rate):.1f}× the knee's rate) on `{model.name}`: "
-            f"{_side_text(run, queued, f'queued with {workers_text(queued.workers)}')}, p50 "
+            f"{_side_text(run, queued, queued_text(queued))}, p50 "
             f"{format_ms(queued.p50_ms)}; {_side_text(run, inline, 'inline asyncio')}, p50 "
             f"{format_ms(inline.p50_ms)}. {_verdict_text(pair)}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from PIL import Image
 from reports.answer import compute_answer
 from reports.build import build_report
 from reports.concurrency import concurrency, corner, engine, jobs_per_worker
-from reports.corners import corner_cells, corners_answer, levels, memory, table_rows
-from reports.run_data import load_run
+from reports.corners import by_upstream, corner_cells, corners_answer, levels, memory, table_rows
+from reports.run_data import CellSummary, load_run
 from tests.reports.synthetic_run import CellPlan, RunPlan, write_run
 
 LOADS = (16, 64)
@@ -164,3 +165,20 @@ def test_one_trial_per_cell_makes_no_pick(tmp_path: Path) -> None:
     run_plan = RunPlan(cells=plans, deadline_s=5.0, warmup_s=1.0, duration_s=8.0, cpu_ms_per_job=1.0)
     (line,) = corners_answer(load_run(write_run(tmp_path / "run", run_plan)))
     assert "no pick from this run between" in line.text and "pick inline" not in line.text
+
+
+def test_corners_are_compared_on_one_upstream_at_a_time(four: Path) -> None:
+    def on(cell: CellSummary, upstream: str) -> CellSummary:
+        return replace(cell, extra={**cell.extra, "upstream": upstream})
+
+    cells = load_run(four).cells
+    knee = [on(c, "vllm-like") for c in cells]
+    contrast = [on(c, "unbounded") for c in cells if corner(c) in ("inline asyncio", "queued SAQ")]
+    groups = by_upstream([*knee, *contrast])
+    assert set(groups) == {"vllm-like", "unbounded"}
+    assert len(groups["vllm-like"]) == len(knee)  # no cell of the other upstream among them
+    assert {corner(c) for c in groups["unbounded"]} == {"inline asyncio", "queued SAQ"}
+    # the same load on both upstreams is two comparisons, never one
+    for members in groups.values():
+        for level in levels(corner_cells(members)):
+            assert {c.upstream for c in level.best.values()} == {members[0].upstream}

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def connection(redis_url: str) -> Iterator[Redis]:
 
 @pytest.fixture
 def queue(connection: Redis) -> Queue:
-    return Queue(QUEUE, connection=connection)
+    """A queue of this test's own: a worker another test left running on the session's Valkey cannot take
+    (and fail to import) this test's jobs."""
+    return Queue(f"{QUEUE}-{uuid.uuid4().hex[:8]}", connection=connection)
 
 
 def run_burst(queue: Queue) -> None:

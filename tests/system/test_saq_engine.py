@@ -20,8 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis.asyncio import Redis as AsyncRedis
+from saq.job import Job, Status
 
 from loadtests.stack.services import ManagedProcess, ragload_command
+from system.engines.saq import queue as saq_queue
 from system.engines.saq.queue import SaqKeys
 from system.engines.saq.state import registered_workers
 from tests.conftest import MockServer
@@ -437,3 +440,28 @@ async def test_metrics_have_the_same_names_with_engine_saq(
     assert 'ragload_broker_up{engine="saq"} 1.0' in text
     assert 'ragload_queue_depth{engine="saq"} 0.0' in text
     assert 'ragload_registry_jobs{engine="saq",registry="failed"} 0.0' in text
+
+
+async def test_a_sighting_from_a_jobs_earlier_pass_does_not_sweep_it_when_it_starts_again(
+    saq_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep leaves a dequeued job that is not yet ACTIVE alone for STARTING_GRACE_S. A first sighting
+    left from the job's earlier pass through the active list (it failed and was re-queued before any sweep
+    dropped the sighting) must not count: seen under load, a re-queued job was swept as it started."""
+    redis_client = AsyncRedis.from_url(saq_env["REDIS_URL"])
+    rag_queue = saq_queue.RagQueue(redis_client, TEST_QUEUE)
+    try:
+        job = Job(function="process_query", queue=rag_queue, key=uuid.uuid4().hex, status=Status.QUEUED)
+        job.queued = job.touched = 1_000
+        job_id = rag_queue.job_id(job.key)
+        await redis_client.set(job_id, rag_queue.serialize(job))
+        await redis_client.lpush(rag_queue.keys.active, job_id)  # dequeued, not yet marked ACTIVE
+        stale = f"999:999:0|{(time.time() - 3600) * 1000}"  # an hour-old sighting of another pass
+        await redis_client.hset(rag_queue.keys.first_seen, job_id, stale)
+
+        assert await rag_queue.sweep(lock=1) == []  # a new pass: its grace starts now
+        await redis_client.delete(rag_queue.keys.sweep_lock)
+        monkeypatch.setattr(saq_queue, "STARTING_GRACE_S", 0.0)
+        assert await rag_queue.sweep(lock=1) == [job_id]  # the same pass past its grace: swept
+    finally:
+        await redis_client.aclose()

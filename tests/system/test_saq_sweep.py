@@ -54,7 +54,9 @@ async def test_a_sweeper_killed_half_way_leaves_the_job_for_the_next_sweep(
         assert await redis.lrange(queue.keys.active, 0, -1) == [job.id.encode()]  # still where sweeps look
 
         await redis.delete(queue.keys.sweep_lock)  # the dead sweeper's lock has expired
-        monkeypatch.setattr(saq_queue, "STARTING_GRACE_S", 0.0)  # first seen now counts as seen long enough
+        monkeypatch.setattr(saq_queue, "STARTING_GRACE_S", 0.0)  # seen once is seen long enough
+        assert await queue.sweep() == []  # the first sighting of the `aborting` job on the active list
+        await redis.delete(queue.keys.sweep_lock)
         assert await queue.sweep() == [job.id]
         retried = await queue.job(job.key)
         assert retried is not None and retried.status == Status.QUEUED and retried.error == SWEPT_ERROR

@@ -147,7 +147,7 @@ class RagQueue(RedisQueue):
                 continue
             if job.status == Status.ACTIVE and not job.stuck:
                 continue
-            if job.status != Status.ACTIVE and not await self._starting_too_long(job_id):
+            if job.status != Status.ACTIVE and not await self._starting_too_long(job_id, job):
                 continue
             swept.append(job_id)
             await self.redis.hdel(self.keys.first_seen, job_id)
@@ -172,11 +172,19 @@ class RagQueue(RedisQueue):
             pipe.publish(job.id, job.status)
             await pipe.execute()
 
-    async def _starting_too_long(self, job_id: Any) -> bool:
+    async def _starting_too_long(self, job_id: Any, job: Job) -> bool:
+        """Seen not ACTIVE in the active list for STARTING_GRACE_S. A sighting is of one pass through the
+        active list: a retried or re-queued job comes back with another `queued`/`touched`/`attempts`, so a
+        sighting left from its earlier pass (no sweep ran in between to drop it) starts the grace anew."""
         now_ms = time.time() * 1000
-        await self.redis.hsetnx(self.keys.first_seen, job_id, now_ms)
-        first = await self.redis.hget(self.keys.first_seen, job_id)
-        return first is not None and now_ms - float(first) >= STARTING_GRACE_S * 1000
+        this_pass = f"{job.queued}:{job.touched}:{job.attempts}"
+        seen = await self.redis.hget(self.keys.first_seen, job_id)
+        if seen is not None:
+            seen_pass, _, first_ms = (seen.decode() if isinstance(seen, bytes) else seen).rpartition("|")
+            if seen_pass == this_pass:
+                return now_ms - float(first_ms) >= STARTING_GRACE_S * 1000
+        await self.redis.hset(self.keys.first_seen, job_id, f"{this_pass}|{now_ms}")
+        return False
 
     async def _forget_first_seen(self, active: list[Any]) -> None:
         """Drop the first sightings of jobs no longer in the active list (marked, ended or swept)."""
