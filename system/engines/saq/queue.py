@@ -162,8 +162,8 @@ class RagQueue(RedisQueue):
         return [job_id.decode() for job_id in swept]
 
     async def _mark_abandoned(self, job: Job, signal_ttl_s: int = ABORT_SIGNAL_TTL_S) -> None:
-        """SAQ's `abort` (status ABORTING, the abort signal a live worker running the job would obey),
-        without taking the job off the active list (see the module's docstring)."""
+        """SAQ's `abort` (status ABORTING, which a live worker still running the job obeys by cancelling it,
+        and SAQ's abort key), without taking the job off the active list (see the module's docstring)."""
         job.status = Status.ABORTING
         job.error = SWEPT_ERROR
         async with self.redis.pipeline(transaction=True) as pipe:
