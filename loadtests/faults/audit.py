@@ -1,10 +1,11 @@
 """The audit after a fault run's drain: what became of every accepted job (jobs.csv, outcome.json counts).
 
-Each accepted job id is fetched from RQ (in batches) and classified:
-- `finished`: RQ says finished;
-- `failed`: RQ says failed (stopped and canceled count too) **and** a reason is on record — the worker's
-  retry policy's `last_error` (system/retry_policy.py) or the last line of RQ's failure result;
-- `lost`: anything else — still queued, started, scheduled or deferred after the drain, failed without any
+Each accepted job id is read through its engine (loadtests/faults/engine_jobs.py, in batches) and classified:
+- `finished`: the engine says finished;
+- `failed`: the engine says failed (RQ: failed, stopped or canceled; SAQ: failed or aborted) **and** a reason
+  is on record — RQ: the worker's retry policy's `last_error` (system/retry_policy.py) or the last line of
+  RQ's failure result; SAQ: the job's error, its traceback's last line or the sweep's AbandonedJobError;
+- `lost`: anything else — still queued, started, scheduled or active after the drain, failed without any
   reason, or gone from Valkey altogether. `lost` is counted from what Valkey holds, never assumed.
 """
 
@@ -16,15 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from redis import Redis
-from rq.job import Job, JobStatus
-from rq.results import Result
-
-from system.retry_policy import ERROR_META_KEY, failed_attempts
+from loadtests.faults.engine_jobs import EngineJobs, StoredJob
 
 FETCH_BATCH = 500  # jobs per pipelined fetch: one round trip each, a few MB at most
 JOB_COLUMNS = ("job_id", "accepted_t", "final_status", "attempts", "error")
-FAILED_STATES = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 
 
 @dataclass(frozen=True)
@@ -69,39 +65,24 @@ def _batches(items: Sequence[tuple[str, float]], size: int) -> Iterator[Sequence
         yield items[start : start + size]
 
 
-def failure_reason(job: Job) -> str:
-    recorded = job.meta.get(ERROR_META_KEY)
-    if recorded:
-        return str(recorded)
-    result = Result.fetch_latest(job, serializer=job.serializer)
-    trace = (result.exc_string or "") if result is not None else ""
-    lines = [line.strip() for line in trace.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
-def classify(job: Job | None, job_id: str, accepted_t: float) -> JobVerdict:
+def classify(job: StoredJob | None, job_id: str, accepted_t: float) -> JobVerdict:
     if job is None:
         return JobVerdict(job_id, accepted_t, "lost", 0, "not in Valkey")
-    status = job.get_status(refresh=False)
-    failed_before = failed_attempts(job) or 0
-    if status == JobStatus.FINISHED:
-        return JobVerdict(job_id, accepted_t, "finished", failed_before + 1, "")
-    if status in FAILED_STATES:
-        reason = failure_reason(job)
-        if reason:
-            return JobVerdict(job_id, accepted_t, "failed", max(1, failed_before), reason[:300])
-        return JobVerdict(job_id, accepted_t, "lost", failed_before, f"{status.value} without a reason")
-    return JobVerdict(
-        job_id, accepted_t, "lost", failed_before, f"left {status.value if status else 'unknown'}"
-    )
+    if job.status == "finished":
+        return JobVerdict(job_id, accepted_t, "finished", job.attempts, "")
+    if job.status == "failed":
+        if job.error:
+            return JobVerdict(job_id, accepted_t, "failed", job.attempts, job.error[:300])
+        return JobVerdict(job_id, accepted_t, "lost", job.attempts, f"{job.state} without a reason")
+    return JobVerdict(job_id, accepted_t, "lost", job.attempts, f"left {job.state}")
 
 
-def audit_jobs(connection: Redis, accepted: Sequence[tuple[str, float]]) -> Audit:
+def audit_jobs(jobs: EngineJobs, accepted: Sequence[tuple[str, float]]) -> Audit:
     """Classify every (job id, accepted t); raises RedisError if the broker cannot be read."""
     verdicts: list[JobVerdict] = []
     for batch in _batches(accepted, FETCH_BATCH):
-        jobs = Job.fetch_many([job_id for job_id, _ in batch], connection=connection)
-        verdicts += [classify(job, job_id, t) for job, (job_id, t) in zip(jobs, batch, strict=True)]
+        stored = jobs.stored([job_id for job_id, _ in batch])
+        verdicts += [classify(job, job_id, t) for job, (job_id, t) in zip(stored, batch, strict=True)]
     return Audit(verdicts)
 
 

@@ -1,12 +1,13 @@
 """What became of the job each SIGKILLed worker held: kill → retried → started again (kills.csv).
 
 A kill is only noted when it happens (its time and the killed pids: the kill must stay instant). The watch's
-thread then looks up the RQ workers of those pids in Valkey (their hashes outlive them) and the jobs in their
-execution index are the jobs they held (RQ adds an execution there before the job starts and removes it
-when the job ends, and a dead worker changes nothing). It then reads each such job every POLL_S: `retried` is
-the `enqueued_at` RQ wrote when its cleanup found the job abandoned and put it back in the queue (exact, from
-Valkey; for a dead-lettered job, when it was first seen failed, ± POLL_S), `restarted` the `started_at` that
-another worker wrote when it took the job up (exact).
+thread then asks the engine which jobs the workers of those pids held (loadtests/faults/engine_jobs.py: RQ's
+execution index of each worker, whose hash outlives it; on SAQ the active jobs that carry the killed
+worker's id) and reads each such job every POLL_S: `retried` is when the engine put the job back in the
+queue (RQ: the `enqueued_at` its cleanup wrote; SAQ: the `touched` its sweep's retry wrote, readable while
+the job waits, so a job taken up again within POLL_S of its retry may show none), or when it was
+dead-lettered (SAQ: its `completed`; RQ keeps no such time: when it was first seen failed, ± POLL_S);
+`restarted` the start time another worker wrote when it took the job up (exact).
 """
 
 from __future__ import annotations
@@ -20,24 +21,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue, Worker
-from rq.job import Job, JobStatus
-from rq.utils import as_text, parse_composite_key, utcparse
-from rq.worker import BaseWorker
+
+from loadtests.faults.engine_jobs import EngineJobs, JobProgress
+from loadtests.sweep.summary import percentile
 
 POLL_S = 0.25
 KILLS_COLUMNS = ("kill_t", "worker", "job_id", "retried_after_s", "restarted_after_s", "outcome")
-ENDED_WITHOUT_RESTART = frozenset({JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value})
 
 
 @dataclass
 class KilledJob:
     kill_t: float  # scenario time of the SIGKILL
-    killed_at: datetime  # the same instant, wall clock (UTC), to compare with RQ's timestamps
+    killed_at: datetime  # the same instant, wall clock (UTC), to compare with the engine's timestamps
     worker: str  # the stack's name of the killed process
-    rq_worker: str
+    engine_worker: str  # the engine's name of it (RQ's worker name, SAQ's worker id)
     job_id: str  # "" when the killed worker held no job
     retried_after_s: float | None = None
     restarted_after_s: float | None = None
@@ -69,9 +67,8 @@ class Kill:
 class KillWatch:
     """Follows the jobs of killed workers until another worker starts them (a thread: start/stop)."""
 
-    def __init__(self, connection: Redis, queue_name: str, clock: Callable[[], float]) -> None:
-        self.connection = connection
-        self.queue = Queue(queue_name, connection=connection)
+    def __init__(self, jobs: EngineJobs, clock: Callable[[], float]) -> None:
+        self.engine_jobs = jobs
         self.clock = clock
         self.jobs: list[KilledJob] = []
         self._kills: list[Kill] = []  # noted, not yet looked up
@@ -86,20 +83,16 @@ class KillWatch:
             self._kills.append(kill)
 
     def _look_up(self) -> None:
-        """The jobs the noted kills' RQ workers held; a kill stays noted while the broker is down."""
+        """The jobs the noted kills' workers held; a kill stays noted while the broker is down."""
         with self._lock:
             kills, self._kills = self._kills, []
-        if not kills:
-            return
         found: list[KilledJob] = []
         try:
-            rq_workers = Worker.all(connection=self.connection, queue=self.queue)
+            self.engine_jobs.remember_workers()
             for kill in kills:
                 held = [
-                    KilledJob(kill.kill_t, kill.killed_at, kill.worker, rq_worker.name, job_id)
-                    for rq_worker in rq_workers
-                    if rq_worker.pid in kill.pids
-                    for job_id in self._executions(rq_worker)
+                    KilledJob(kill.kill_t, kill.killed_at, kill.worker, engine_worker, job_id)
+                    for engine_worker, job_id in self.engine_jobs.held_by(kill.pids)
                 ]
                 found += held or [KilledJob(kill.kill_t, kill.killed_at, kill.worker, "", "", outcome="idle")]
         except RedisError:
@@ -108,10 +101,6 @@ class KillWatch:
             return
         with self._lock:
             self.jobs += found
-
-    def _executions(self, rq_worker: BaseWorker) -> list[str]:
-        members = self.connection.smembers(rq_worker.executions_key)
-        return sorted({parse_composite_key(as_text(m))[0] for m in members})
 
     def start(self) -> KillWatch:
         self._thread.start()
@@ -136,38 +125,28 @@ class KillWatch:
         if not pending:
             return
         try:
-            pipe = self.connection.pipeline(transaction=False)
-            for job in pending:
-                pipe.hmget(Job.key_for(job.job_id), "status", "worker_name", "enqueued_at", "started_at")
-            replies = pipe.execute()
+            progress = self.engine_jobs.progress([job.job_id for job in pending])
         except RedisError:
             return
         seen_at = datetime.now(UTC)
         with self._lock:
-            for job, reply in zip(pending, replies, strict=True):
-                state, worker_name, enqueued, started = (as_text(value) if value else None for value in reply)
-                self._follow(job, state, worker_name, enqueued, started, seen_at)
+            for job, now in zip(pending, progress, strict=True):
+                if now is not None:
+                    self._follow(job, now, seen_at)
 
     @staticmethod
-    def _follow(
-        job: KilledJob,
-        state: str | None,
-        worker_name: str | None,
-        enqueued: str | None,
-        started: str | None,
-        seen_at: datetime,
-    ) -> None:
-        enqueued_at = utcparse(enqueued) if enqueued else None
-        if job.retried_after_s is None and enqueued_at is not None and enqueued_at > job.killed_at:
-            job.retried_after_s = (enqueued_at - job.killed_at).total_seconds()
-        if state in ENDED_WITHOUT_RESTART and job.retried_after_s is None:
-            job.retried_after_s = (seen_at - job.killed_at).total_seconds()
-        started_at = utcparse(started) if started else None
-        by_other = worker_name is not None and worker_name != job.rq_worker
+    def _follow(job: KilledJob, now: JobProgress, seen_at: datetime) -> None:
+        requeued_at = now.requeued_at
+        if job.retried_after_s is None and requeued_at is not None and requeued_at > job.killed_at:
+            job.retried_after_s = (requeued_at - job.killed_at).total_seconds()
+        if now.dead and job.retried_after_s is None:
+            job.retried_after_s = ((now.ended_at or seen_at) - job.killed_at).total_seconds()
+        started_at = now.started_at
+        by_other = now.worker is not None and now.worker != job.engine_worker
         if by_other and started_at is not None and started_at > job.killed_at:
             job.restarted_after_s = (started_at - job.killed_at).total_seconds()
             job.outcome = "restarted"
-        elif state in ENDED_WITHOUT_RESTART:
+        elif now.dead:
             job.outcome = "dead_lettered"
 
 
@@ -187,6 +166,7 @@ def kill_to_restart(jobs: Sequence[KilledJob]) -> dict[str, Any] | None:
         "pending": sum(1 for job in held if job.outcome == "pending"),
         "median_s": round(statistics.median(restarts), 2) if restarts else None,
         "min_s": round(restarts[0], 2) if restarts else None,
+        "p90_s": round(p90, 2) if (p90 := percentile(restarts, 90)) is not None else None,
         "max_s": round(restarts[-1], 2) if restarts else None,
         "retry_median_s": round(statistics.median(retries), 2) if retries else None,  # back in the queue
         "retry_max_s": round(retries[-1], 2) if retries else None,

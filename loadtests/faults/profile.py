@@ -1,7 +1,8 @@
 """Fault profiles: TOML files of `[[scenario]]` tables, validated, for `ragload bench --profile faults`.
 
 A fault profile says `kind = "faults"`, has a `[mock]` table (the latency model and the Retry-After the mock
-sends) and one `[[scenario]]` per fault run: the workers (or autoscaling bounds), the offered load as steps of
+sends) and one `[[scenario]]` per fault run: the queue engine (`engine = "rq"` by default, or `"saq"` with
+its `concurrency` per worker process), the workers (or autoscaling bounds), the offered load as steps of
 Poisson arrivals, when to stop submitting (`jobs` accepted or `duration_s`), the fault events on the timeline
 and how long the drain may take. Event windows with `to_s` unset last until the load ends: the drain runs
 without faults, so that every accepted job can reach an end. Format of the resolved scenario:
@@ -106,6 +107,9 @@ class Scenario(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)
     description: str = ""
     workers: int = Field(default=4, ge=1, le=32)
+    # the queue engine (system/engines/); saq needs `concurrency`, its jobs in flight per worker process
+    engine: Literal["rq", "saq"] = "rq"
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
     autoscale: tuple[int, int] | None = None
     load: list[LoadStep] = Field(min_length=1)
     jobs: int | None = Field(default=None, ge=1)
@@ -125,6 +129,10 @@ class Scenario(_Strict):
             low, high = self.autoscale
             if not 1 <= low <= high:
                 raise ValueError("`autoscale = [min, max]` needs 1 <= min <= max")
+        if self.engine == "saq" and self.concurrency is None:
+            raise ValueError("engine = 'saq' needs `concurrency` (jobs in flight per worker process)")
+        if self.engine == "rq" and self.concurrency is not None:
+            raise ValueError("`concurrency` is for engine = 'saq' (an RQ worker runs one job at a time)")
         for event in self.events:
             _check_window(event)
         if sum(isinstance(e, BrokerRestart) for e in self.events) > 1:

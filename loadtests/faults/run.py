@@ -1,10 +1,12 @@
 """`ragload bench --profile faults`: a fault profile's scenarios against the embedded stack, each audited.
 
-Per scenario: scale the workers, reset the queue, the shared breaker and the mock; then at once the
+Per scenario: switch the stack to the scenario's queue engine (RQ, or SAQ with its concurrency), scale the
+workers, reset the queue, the shared breaker and the mock; then at once the
 submitter (Poisson POST /chat, every answer kept), the fault events on their timeline, the supervisor that
 respawns dead workers, autoscaling if asked, and the timeline sampler (0.5 s). When the load ends the
 faults stop and the drain waits until every accepted job is finished or dead-lettered (or drain_limit_s),
-then every accepted job id is audited in Valkey. Files: docs/architecture.md, "A fault run folder".
+then every accepted job id is audited in Valkey, read through its engine (loadtests/faults/engine_jobs.py).
+Files: docs/architecture.md, "A fault run folder".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from loadtests.faults.audit import Audit, audit_jobs, write_jobs
+from loadtests.faults.engine_jobs import EngineJobs, engine_jobs
 from loadtests.faults.events import (
     EventLog,
     EventPlayer,
@@ -53,12 +56,14 @@ from loadtests.sweep.run_folder import (
     write_json,
 )
 from system.rag.breaker import reset_shared_breaker
+from system.settings import SystemSettings
 
 FAULTS_FOLDER = "faults"
 DRAIN_POLL_S = 0.5
 PROGRESS_EVERY_ROWS = 10  # a progress line every 5 s of timeline
 # Long enough that the audit still finds every job: a run lasts minutes, a finished job's result the same.
 RESULT_TTL_S = 7200
+DEFAULT_CONCURRENCY: int = SystemSettings.model_fields["worker_concurrency"].default  # RQ scenarios: unused
 
 
 # ---- one scenario ------------------------------------------------------------------------------------------
@@ -78,6 +83,7 @@ class ScenarioRun:
     def prepare(self) -> None:
         stack, scenario = self.stack, self.scenario
         stack.respawn_dead_workers()
+        stack.set_engine(scenario.engine, scenario.concurrency or stack.worker_concurrency)
         stack.scale_workers(scenario.initial_workers)
         live = {**self.profile.mock.live_config(), "error_rate": 0.0, "hang_rate": 0.0, "seed": self.seed}
         live |= {k: v for k, v in scenario.mock.model_dump().items() if v is not None}
@@ -104,14 +110,15 @@ class ScenarioRun:
             on_step=lambda step: log.note("load_step", f"{step.rate:g} submits/s"),
         )
         connection = broker_connection(self.stack.urls["redis"])
-        reader = BrokerReader(connection, self.stack.queue_name)
-        kills = KillWatch(connection, self.stack.queue_name, clock=log.now)
+        jobs = engine_jobs(scenario.engine, connection, self.stack.queue_name)
+        reader = BrokerReader(connection, self.stack.queue_name, scenario.engine)
+        kills = KillWatch(jobs, clock=log.now)
         faults = StackFaults(self.stack, random.Random(self.seed + 1), kills)
         player = EventPlayer(faults, plan(scenario), log)
         supervisor = WorkerSupervisor(self.stack, log, may_respawn=lambda: not player.broker_down)
         sampler = TimelineSampler(
             reader,
-            JobTracker(connection, lambda: submitter.tally.accepted_jobs),
+            JobTracker(jobs.statuses, lambda: submitter.tally.accepted_jobs),
             clock=log.now,
             submitted=submitter.tally.snapshot,
             live_workers=lambda: sum(w.alive() for w in self.stack.worker_processes()),
@@ -140,7 +147,7 @@ class ScenarioRun:
             supervisor.stop()
             rows = sampler.stop()
             killed = kills.stop()
-        audit = self._audit(connection, tally)
+        audit = self._audit(jobs, tally)
         connection.close()
         outcome = build_outcome(scenario, audit, tally, log, rows, drain_s)
         outcome["kill_to_restart"] = kill_to_restart(killed)
@@ -169,9 +176,9 @@ class ScenarioRun:
             time.sleep(DRAIN_POLL_S)
         return False
 
-    def _audit(self, connection: Redis, tally: SubmitTally) -> Audit:
+    def _audit(self, jobs: EngineJobs, tally: SubmitTally) -> Audit:
         try:
-            return audit_jobs(connection, tally.accepted_jobs)
+            return audit_jobs(jobs, tally.accepted_jobs)
         except RedisError as exc:
             raise StackError(
                 f"{self.scenario.name}: cannot audit the jobs, the broker is down: {exc}"
@@ -208,6 +215,8 @@ def build_outcome(
 ) -> dict[str, Any]:
     workers = [int(row["workers"]) for row in rows]
     return {
+        "engine": scenario.engine,
+        "concurrency": scenario.concurrency,
         "accepted": len(audit.jobs),
         "finished": audit.count("finished"),
         "dead_lettered": audit.count("failed"),
@@ -277,7 +286,10 @@ def outcome_line(outcome: Mapping[str, Any]) -> str:
             retry = f"median {restarts['retry_median_s']} s, max {restarts['retry_max_s']} s"
             extra += f"; SIGKILL -> retry {retry}"
         if restarts["median_s"] is not None:
-            extra += f"; SIGKILL -> restart median {restarts['median_s']} s, max {restarts['max_s']} s"
+            extra += (
+                f"; SIGKILL -> restart median {restarts['median_s']} s, p90 {restarts.get('p90_s')} s, "
+                f"max {restarts['max_s']} s"
+            )
         if restarts["dead_lettered"] or restarts["pending"]:
             extra += f", dead-lettered {restarts['dead_lettered']}, never restarted {restarts['pending']}"
     if outcome.get("broker"):
@@ -285,8 +297,11 @@ def outcome_line(outcome: Mapping[str, Any]) -> str:
         extra += f"; broker {broker['stopped_by']}, down {broker['down_s']} s: {broker['api_503']} x 503 "
         extra += f"({broker['api_503_with_retry_after']} with Retry-After), recovered after "
         extra += f"{broker['recovered_after_s']} s"
+    engine = outcome.get("engine") or "rq"
+    if outcome.get("concurrency"):
+        engine += f" x {outcome['concurrency']} jobs per worker"
     return (
-        f"      accepted {outcome['accepted']}, finished {outcome['finished']}, "
+        f"      [{engine}] accepted {outcome['accepted']}, finished {outcome['finished']}, "
         f"dead-lettered {outcome['dead_lettered']} {outcome['dead_letter_reasons']}, LOST {outcome['lost']}; "
         f"retried {outcome['retried']}; rejected {outcome['rejected']}; drain {outcome['drain_s']} s; "
         f"workers {outcome['min_workers']}..{outcome['max_workers']}{extra}"
@@ -307,11 +322,13 @@ def stack_env(profile: FaultProfile) -> dict[str, str]:
 
 
 def start_stack(profile: FaultProfile, scenarios: Sequence[Scenario], run_dir: Path) -> EmbeddedStack:
-    mock = profile.mock
+    mock, first = profile.mock, scenarios[0]
     return EmbeddedStack(
         api_port=free_port(),
         mock_port=free_port(),
-        workers=scenarios[0].initial_workers,
+        workers=first.initial_workers,
+        engine=first.engine,
+        worker_concurrency=first.concurrency or DEFAULT_CONCURRENCY,
         mock_args=["--chat-latency", mock.chat_latency, "--embed-latency", mock.embed_latency],
         with_baseline=False,
         # Our own broker and mock (REDIS_URL/OPENAI_BASE_URL emptied): the broker must be restartable.

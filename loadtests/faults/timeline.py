@@ -2,12 +2,13 @@
 folder").
 
 `finished` and `dead_lettered` count this scenario's own accepted jobs (`JobTracker`: the status of each job
-not yet ended, pipelined), not registry sizes, which a previous scenario's late job would inflate.
-Read-only on the broker: queue and started-registry sizes are plain LLEN/ZCARD, never RQ's `count`, whose
-cleanup of the started registry would itself handle abandoned jobs (without the workers' exception
-handlers) and so change what is being measured. Retries come from the queued system's Prometheus files
-(the workers' `ragload_retries` counter, multiprocess mode), read directly, for the same reason. With the
-broker down the Valkey columns stay empty, `breaker` is `unknown` and `broker_up` 0.
+not yet ended, read through the engine, loadtests/faults/engine_jobs.py), not registry sizes, which a
+previous scenario's late job would inflate. Read-only on the broker: `queued` and `running` are what
+`/metrics` reads of the engine (system/engines/broker_state.py: on RQ never a registry's `count`, whose
+cleanup of the started registry would itself handle abandoned jobs without the workers' exception
+handlers, and so change what is being measured). Retries come from the queued system's Prometheus files
+(the workers' `ragload_retries` counter, multiprocess mode, both engines), read directly, for the same
+reason. With the broker down the Valkey columns stay empty, `breaker` is `unknown` and `broker_up` 0.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
-from rq.job import Job, JobStatus
 
+from system.engines.broker_state import state_reader
+from system.engines.protocol import PublicStatus
 from system.rag.breaker import shared_breaker_state
 
 SAMPLE_INTERVAL_S = 0.5
@@ -44,7 +45,6 @@ TIMELINE_COLUMNS = (
     "breaker",
     "broker_up",
 )
-FAILED_STATUSES = frozenset(s.value for s in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED))
 RETRIES_METRIC = "ragload_retries"  # system/metrics.py: RETRIES, labels layer and reason
 
 
@@ -60,30 +60,31 @@ def broker_connection(redis_url: str) -> Redis:
 
 
 class BrokerReader:
-    """Queue depth, started jobs and the breaker, read without side effects; None when Valkey is down."""
+    """Queue depth, running jobs and the breaker, read without side effects; None when Valkey is down."""
 
-    def __init__(self, connection: Redis, queue_name: str) -> None:
+    def __init__(self, connection: Redis, queue_name: str, engine: str) -> None:
         self.connection = connection
-        queue = Queue(queue_name, connection=connection)
-        self.queue_key, self.started_key = queue.key, queue.started_job_registry.key
+        self.queue_name = queue_name
+        self.read_state = state_reader(engine)
 
     def read(self) -> BrokerCounts | None:
         try:
-            pipe = self.connection.pipeline(transaction=False)
-            pipe.llen(self.queue_key)
-            pipe.zcard(self.started_key)
-            queued, running = (int(n) for n in pipe.execute())
+            state = self.read_state(self.connection, self.queue_name)
             breaker = shared_breaker_state(self.connection)
         except RedisError:
             return None
-        return BrokerCounts(queued, running, breaker)
+        return BrokerCounts(state.queue_depth, state.started, breaker)
 
 
 class JobTracker:
     """How many of the accepted jobs have finished or failed, asking Valkey only about the open ones."""
 
-    def __init__(self, connection: Redis, accepted: Callable[[], Sequence[tuple[str, float]]]) -> None:
-        self.connection = connection
+    def __init__(
+        self,
+        statuses: Callable[[Sequence[str]], list[PublicStatus | None]],
+        accepted: Callable[[], Sequence[tuple[str, float]]],
+    ) -> None:
+        self.statuses = statuses  # the engine's reading (EngineJobs.statuses), RedisError if Valkey is down
         self.accepted = accepted  # the submitter's growing list of (job id, accepted t)
         self.seen = 0
         self.open: set[str] = set()
@@ -98,17 +99,13 @@ class JobTracker:
         self.seen += len(fresh)
         pending = list(self.open)
         try:
-            pipe = self.connection.pipeline(transaction=False)
-            for job_id in pending:
-                pipe.hget(Job.key_for(job_id), "status")
-            statuses = pipe.execute()
+            statuses = self.statuses(pending)
         except RedisError:
             return False
-        for job_id, raw in zip(pending, statuses, strict=True):
-            status = raw.decode() if raw else None
-            if status == JobStatus.FINISHED.value:
+        for job_id, status in zip(pending, statuses, strict=True):
+            if status == "finished":
                 self.finished += 1
-            elif status in FAILED_STATUSES:
+            elif status == "failed":
                 self.failed += 1
             else:
                 continue

@@ -68,6 +68,8 @@ class EventSpec(_Record):
 class ScenarioSpec(_Record):
     name: str
     description: str = ""
+    engine: str = "rq"  # the queue engine; runs from before it could be chosen were all RQ
+    concurrency: int | None = None  # saq: jobs in flight per worker process
     workers: int | None = None
     autoscale: tuple[int, int] | None = None
     load: list[LoadStep] = []
@@ -103,8 +105,9 @@ class KillToRestart(_Record):
     pending: int = 0  # never started again before the drain ended
     median_s: float | None = None
     min_s: float | None = None
+    p90_s: float | None = None  # runs before it was written lack it
     max_s: float | None = None
-    retry_median_s: float | None = None  # SIGKILL → back in the queue (RQ's cleanup retried it)
+    retry_median_s: float | None = None  # SIGKILL → back in the queue (RQ's cleanup, SAQ's sweep retried it)
     retry_max_s: float | None = None
 
 

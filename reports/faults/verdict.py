@@ -153,10 +153,11 @@ def kill_finding(scenario: FaultScenario) -> Finding | None:
             f"(max {_seconds(restarts.retry_max_s)})"
         )
     if restarts.median_s is not None and restarts.min_s is not None and restarts.max_s is not None:
+        p90 = f"p90 {_seconds(restarts.p90_s)}, " if restarts.p90_s is not None else ""
         text += (
             f", {restarts.restarted:,} started again by another worker after median "
-            f"{_seconds(restarts.median_s)} (min {_seconds(restarts.min_s)}, max {_seconds(restarts.max_s)}) "
-            "from the SIGKILL"
+            f"{_seconds(restarts.median_s)} (min {_seconds(restarts.min_s)}, {p90}"
+            f"max {_seconds(restarts.max_s)}) from the SIGKILL"
         )
     if restarts.dead_lettered:
         text += f", {restarts.dead_lettered:,} dead-lettered"
@@ -169,8 +170,16 @@ def kill_finding(scenario: FaultScenario) -> Finding | None:
     return Finding(text + ".")
 
 
+def engine_text(spec: ScenarioSpec) -> str:
+    """Which workers the scenario ran on: RQ's (one job at a time) or SAQ's (C jobs in flight each)."""
+    if spec.engine == "saq":
+        return f"SAQ workers, {spec.concurrency or '?'} jobs in flight per process"
+    return "RQ workers, one job at a time per process"
+
+
 def scenario_verdict(scenario: FaultScenario) -> ScenarioVerdict:
-    description = scenario.spec.description if scenario.spec else ""
+    spec = scenario.spec
+    description = f"{spec.description} ({engine_text(spec)})" if spec else ""
     findings = [Finding(f"FAILURE: {problem}.", failed=True) for problem in scenario.problems]
     outcome = scenario.outcome
     if outcome is None:
@@ -179,8 +188,8 @@ def scenario_verdict(scenario: FaultScenario) -> ScenarioVerdict:
     optional: list[Finding | None] = [lost_finding(outcome), rejected_finding(outcome)]
     optional.append(kill_finding(scenario))
     optional += [breaker_finding(outcome), *broker_findings(outcome)]
-    if scenario.spec is not None:
-        optional.append(autoscale_finding(scenario.spec, scenario, outcome))
+    if spec is not None:
+        optional.append(autoscale_finding(spec, scenario, outcome))
     findings = [outcome_sentence(scenario.name, outcome)] + [f for f in optional if f] + findings
     return ScenarioVerdict(scenario.name, description, findings)
 

@@ -21,6 +21,13 @@ dead-letter index. Decisions (docs/architecture.md, "Decisions"; measured figure
   is swept only once it has been seen so for STARTING_GRACE_S (first sighting kept in Valkey, so that any
   worker's sweep may act on it): a worker that died between the BLMOVE and the mark still loses the job to
   the sweep, a few seconds later.
+- **The sweep keeps a job on the active list until it is retried or ended.** SAQ's `abort` takes an active
+  job off the active list at once and leaves its retry or end to the sweep that follows; a sweeping worker
+  SIGKILLed in between (seen in the worker-kills-saq fault run: job left `aborting`, on no list, never
+  looked at again) loses the job. `_mark_abandoned` is SAQ's abort of an active job without that removal:
+  `retry` and `finish` take the job off the active list in the same transaction that re-queues or ends it,
+  so a sweeper killed in between leaves an `aborting` job on the active list, which the next sweep takes
+  (after STARTING_GRACE_S, as any job found there not ACTIVE).
 - **Dead letters**: SAQ keeps a failed or aborted job under its own key until its `ttl`; it has no failed
   registry. `finish()` adds every such job to a sorted set (`dead_letter_key`, score = when its key
   expires), written BEFORE SAQ writes the job's end, so that a crash in between leaves an entry whose job
@@ -53,6 +60,7 @@ HEARTBEAT_INTERVAL_S = 2.0  # five beats per TTL: a busy machine may delay a few
 HEARTBEAT_TTL_S = 10  # SAQ's Job.heartbeat: no beat for this long and the sweep takes the job as abandoned
 SWEEP_INTERVAL_S = 5  # SAQ's worker timer `sweep` (and the sweep lock's TTL): one worker sweeps this often
 SWEEP_ABORT_WAIT_S = 0.05  # per stuck job (SAQ's default 5 s); see the module's docstring
+ABORT_SIGNAL_TTL_S = 5  # how long the abort signal of a swept job lives (SAQ's `abort` default)
 STARTING_GRACE_S = 5.0  # a dequeued job not yet marked ACTIVE is left alone this long by the sweep
 WORKER_INFO_INTERVAL_S = 2  # SAQ's worker timer `worker_info`: registration and the jobs-in-hand count
 DEQUEUE_TIMEOUT_S = 2.0  # an idle worker's BLMOVE returns this often (it must, to stop within a grace)
@@ -144,7 +152,7 @@ class RagQueue(RedisQueue):
             swept.append(job_id)
             await self.redis.hdel(self.keys.first_seen, job_id)
             log.info("sweeping job %s (status %s)", job.key, job.status.value)
-            await self.abort(job, error=SWEPT_ERROR)
+            await self._mark_abandoned(job)
             with contextlib.suppress(TimeoutError):
                 await job.refresh(abort)
             if job.retryable:
@@ -152,6 +160,17 @@ class RagQueue(RedisQueue):
             else:
                 await self.finish(job, Status.ABORTED, error=SWEPT_ERROR)
         return [job_id.decode() for job_id in swept]
+
+    async def _mark_abandoned(self, job: Job, signal_ttl_s: int = ABORT_SIGNAL_TTL_S) -> None:
+        """SAQ's `abort` (status ABORTING, which a live worker still running the job obeys by cancelling it,
+        and SAQ's abort key), without taking the job off the active list (see the module's docstring)."""
+        job.status = Status.ABORTING
+        job.error = SWEPT_ERROR
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(job.id, self.serialize(job))
+            pipe.set(job.abort_id, SWEPT_ERROR, ex=signal_ttl_s)
+            pipe.publish(job.id, job.status)
+            await pipe.execute()
 
     async def _starting_too_long(self, job_id: Any, job: Job) -> bool:
         """Seen not ACTIVE in the active list for STARTING_GRACE_S. A sighting is of one pass through the

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from saq.job import Job
 
 from system.engines.broker_state import BrokerState
 from system.engines.saq.queue import SaqKeys
@@ -55,6 +57,32 @@ def registered_workers(connection: Redis, queue_name: str) -> list[SaqWorker]:
             )
         )
     return workers
+
+
+def stored_jobs(connection: Redis, queue_name: str, job_keys: Sequence[str]) -> list[Job | None]:
+    """The jobs as SAQ stored them (None: no such key), in one MGET: SAQ's own `Queue.jobs`, done with a
+    sync client (SAQ's queue is asyncio-only; the harness reads from threads). The job dicts are SAQ's
+    `Job.to_dict()`, turned back into SAQ's Job as its `Queue.deserialize` does, without a queue object."""
+    if not job_keys:
+        return []
+    keys = SaqKeys(queue_name)
+    raws: list[bytes | None] = connection.mget([keys.job(key) for key in job_keys])  # type: ignore[assignment]
+    jobs: list[Job | None] = []
+    for raw in raws:
+        if not raw:
+            jobs.append(None)
+            continue
+        fields: dict[str, Any] = json.loads(raw)
+        fields.pop("queue", None)
+        jobs.append(Job(**fields))
+    return jobs
+
+
+def active_job_keys(connection: Redis, queue_name: str) -> list[str]:
+    """The keys of the jobs in SAQ's active list (dequeued by a worker, not yet ended or swept)."""
+    keys = SaqKeys(queue_name)
+    ids: list[bytes] = connection.lrange(keys.active, 0, -1)  # type: ignore[assignment]
+    return [keys.job_key(job_id.decode()) for job_id in ids]
 
 
 def broker_state(connection: Redis, queue_name: str) -> BrokerState:

@@ -30,10 +30,17 @@ def profile(*scenarios: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "faults", "scenario": list(scenarios) or [scenario()]}
 
 
-def test_the_shipped_faults_profile_holds_the_five_proof_runs() -> None:
+def test_the_shipped_faults_profile_holds_the_six_proof_runs() -> None:
     faults = load_fault_profile("faults")
     by_name = {s.name: s for s in faults.scenario}
-    assert set(by_name) == {"worker-kills", "broker-restart", "broker-crash", "llm-outage", "autoscale"}
+    assert set(by_name) == {
+        "worker-kills",
+        "worker-kills-saq",
+        "broker-restart",
+        "broker-crash",
+        "llm-outage",
+        "autoscale",
+    }
     crash = [e for e in by_name["broker-crash"].events if isinstance(e, BrokerRestart)]
     assert len(crash) == 1 and crash[0].signal == "SIGKILL"
     assert faults.stack.job_timeout_s == 120  # the system's default: no shortcut for killed workers
@@ -41,6 +48,10 @@ def test_the_shipped_faults_profile_holds_the_five_proof_runs() -> None:
     assert kills.jobs == 10_000
     assert any(isinstance(e, KillWorker) and e.every_s == 5 for e in kills.events)
     assert any(getattr(e, "rate", None) == 0.1 for e in kills.events)
+    assert {s.engine for s in faults.scenario if s.name != "worker-kills-saq"} == {"rq"}
+    saq = by_name["worker-kills-saq"]  # the same proof run against the async engine
+    assert (saq.engine, saq.jobs, saq.events) == ("saq", kills.jobs, kills.events)
+    assert saq.concurrency is not None and saq.resolved()["concurrency"] == saq.concurrency
     assert any(isinstance(e, BrokerRestart) for e in by_name["broker-restart"].events)
     assert any(isinstance(e, LlmOutage) for e in by_name["llm-outage"].events)
     auto = by_name["autoscale"]
@@ -61,6 +72,9 @@ def test_the_shipped_faults_profile_holds_the_five_proof_runs() -> None:
         (profile(scenario(events=[{"kind": "meteor", "at_s": 1}])), "meteor"),
         (profile(scenario(events=[{"kind": "kill_worker"}])), "every_s"),
         (profile(scenario(autoscale=[3, 2])), "1 <= min <= max"),
+        (profile(scenario(engine="saq")), "needs `concurrency`"),
+        (profile(scenario(concurrency=8)), "is for engine = 'saq'"),
+        (profile(scenario(engine="celery", concurrency=8)), "engine"),
         (profile(scenario(), scenario()), "unique"),
         (profile(scenario(name="Bad Name")), "name"),
         (profile(scenario(mock={"chat_latency": "soon"})), "KIND:ARGS"),

@@ -41,6 +41,26 @@ TINY = {
 }
 
 
+# The same on SAQ workers (4 jobs at once each): 3 s jobs, ~20 submitted in the first second, so both workers
+# hold jobs when one is SIGKILLed at 2 s, whatever the machine's speed.
+TINY_SAQ = {
+    "kind": "faults",
+    "mock": {"chat_latency": "const:3000ms", "embed_latency": "const:0ms"},
+    "scenario": [
+        {
+            "name": "tiny-saq",
+            "engine": "saq",
+            "concurrency": 4,
+            "workers": 2,
+            "load": [{"at_s": 0, "rate": 20}, {"at_s": 1, "rate": 0.001}],
+            "duration_s": 3,
+            "events": [{"kind": "kill_worker", "every_s": 2, "to_s": 2.5}],
+            "drain_limit_s": 90,
+        }
+    ],
+}
+
+
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -69,12 +89,13 @@ def test_embedded_valkey_restarts_on_its_port_with_its_data(tmp_path: Path) -> N
         valkey.stop()
 
 
-def test_a_tiny_scenario_writes_every_file_and_loses_nothing(tmp_path: Path) -> None:
+def run_scenario(tmp_path: Path, spec: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The profile's only scenario on a real embedded stack of its engine; every process gone afterwards."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for name, text in DOCS.items():
         (docs / name).write_text(text, encoding="utf-8")
-    profile = parse_fault_profile(TINY)
+    profile = parse_fault_profile(spec)
     scenario = profile.scenario[0]
     env = {
         **stack_env(profile),
@@ -82,17 +103,20 @@ def test_a_tiny_scenario_writes_every_file_and_loses_nothing(tmp_path: Path) -> 
         "REDIS_URL": "",
         "OPENAI_BASE_URL": "",
     }
+    mock = profile.mock
     stack = EmbeddedStack(
         api_port=free_port(),
         mock_port=free_port(),
         workers=scenario.workers,
-        mock_args=("--chat-latency", "const:0ms", "--embed-latency", "const:0ms"),
+        engine=scenario.engine,
+        worker_concurrency=scenario.concurrency or 1,
+        mock_args=("--chat-latency", mock.chat_latency, "--embed-latency", mock.embed_latency),
         with_baseline=False,
         env=env,
         log_dir=tmp_path / "logs",
         ingest_args=[str(docs)],
     )
-    folder = tmp_path / "run" / "faults" / "tiny"
+    folder = tmp_path / "run" / "faults" / scenario.name
     seen: list[int] = []
     try:
         stack.start()
@@ -102,19 +126,24 @@ def test_a_tiny_scenario_writes_every_file_and_loses_nothing(tmp_path: Path) -> 
     finally:
         stack.stop()
     assert not [pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    return outcome, folder
 
+
+def check_files(folder: Path, outcome: dict[str, Any], name: str) -> None:
+    """Every file of the scenario's folder written, consistent with the outcome: all finished, 0 lost."""
     accepted = outcome["accepted"]
-    assert 50 < accepted < 200 and outcome["finished"] == accepted
+    assert outcome["finished"] == accepted
     assert outcome["lost"] == 0 and outcome["lost_job_ids"] == [] and outcome["dead_lettered"] == 0
     assert outcome["broker"] is None and outcome["breaker"] is None
     assert outcome["max_workers"] == 2
     resolved: dict[str, Any] = json.loads((folder / "scenario.json").read_text())
-    assert resolved["name"] == "tiny" and resolved["events"][0]["kind"] == "kill_worker"
+    assert resolved["name"] == name and resolved["events"][0]["kind"] == "kill_worker"
 
     columns, timeline = read_csv(folder / "timeline.csv")
     assert tuple(columns) == TIMELINE_COLUMNS
     assert len(timeline) >= 6  # 0.5 s apart over 3 s of load and the drain
     assert timeline[-1]["accepted"] == str(accepted) and timeline[-1]["finished"] == str(accepted)
+    assert timeline[-1]["queued"] == "0" and timeline[-1]["running"] == "0"
     finished = [int(row["finished"]) for row in timeline if row["finished"]]
     assert finished == sorted(finished)
     assert {row["broker_up"] for row in timeline} == {"1"}
@@ -138,3 +167,27 @@ def test_a_tiny_scenario_writes_every_file_and_loses_nothing(tmp_path: Path) -> 
     assert tuple(columns) == JOB_COLUMNS
     assert len(jobs) == accepted and {job["final_status"] for job in jobs} == {"finished"}
     assert json.loads((folder / "outcome.json").read_text()) == outcome
+
+
+def test_a_tiny_scenario_writes_every_file_and_loses_nothing(tmp_path: Path) -> None:
+    outcome, folder = run_scenario(tmp_path, TINY)
+    assert 50 < outcome["accepted"] < 200 and outcome["engine"] == "rq"
+    check_files(folder, outcome, "tiny")
+
+
+def test_a_tiny_saq_scenario_restarts_the_killed_workers_jobs_and_loses_nothing(tmp_path: Path) -> None:
+    outcome, folder = run_scenario(tmp_path, TINY_SAQ)
+    assert 5 < outcome["accepted"] < 60
+    assert (outcome["engine"], outcome["concurrency"]) == ("saq", 4)
+    check_files(folder, outcome, "tiny-saq")
+    restarts = outcome["kill_to_restart"]
+    # 3 s jobs, 4 at a time per worker, the kill at 2 s: the victim held jobs, which SAQ's sweep found
+    # without heartbeats (≥ 10 s), put back in the queue and another worker started again.
+    assert restarts["jobs"] >= 1 and restarts["restarted"] == restarts["jobs"]
+    assert restarts["retry_median_s"] is None or restarts["retry_median_s"] >= 10
+    _, kills = read_csv(folder / "kills.csv")
+    held = {row["job_id"] for row in kills}
+    _, jobs = read_csv(folder / "jobs.csv")
+    attempts = {job["job_id"]: int(job["attempts"]) for job in jobs}
+    assert all(attempts[job_id] == 2 for job_id in held)  # the killed attempt, then the one that finished
+    assert outcome["retried"] == len(held)

@@ -115,13 +115,14 @@ def test_kill_to_restart_times_are_reported_and_a_late_restart_fails(fault_run: 
     )
     path = run_dir / "faults" / "kills-and-errors" / "outcome.json"
     late = json.loads(path.read_text())
-    late["kill_to_restart"] |= {"max_s": 31.0, "pending": 1}
+    late["kill_to_restart"] |= {"max_s": 31.0, "p90_s": 20.0, "pending": 1}
     folder = run_dir.parent / "late"
     write_fault_run(folder, [default_plans()[0]])
     (folder / "faults" / "kills-and-errors" / "outcome.json").write_text(json.dumps(late))
     verdict = scenario_verdict(load_fault_run(folder).scenarios[0])
     failure = next(f.text for f in verdict.findings if "never started again" in f.text)
     assert failure.startswith("FAILURE") and "the slowest after 31.0 s (promise: within 30 s)" in failure
+    assert "p90 20.0 s, max 31.0 s) from the SIGKILL" in failure
 
 
 def test_lost_jobs_are_a_loud_failure_with_their_ids(lossy_run: tuple[Path, dict[str, Any]]) -> None:
@@ -176,3 +177,15 @@ def test_cli_builds_the_fault_report(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli_main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "report.html").is_file()
     assert "report:" in capsys.readouterr().out
+
+
+def test_the_scenario_says_which_engine_its_workers_ran_on(tmp_path: Path) -> None:
+    plan = default_plans()[0]
+    write_fault_run(tmp_path, [plan])
+    before = scenario_verdict(load_fault_run(tmp_path).scenarios[0])
+    assert before.description == f"{plan.description} (RQ workers, one job at a time per process)"
+    path = tmp_path / "faults" / plan.name / "scenario.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"engine": "saq", "concurrency": 16}))
+    after = scenario_verdict(load_fault_run(tmp_path).scenarios[0])
+    assert after.description == f"{plan.description} (SAQ workers, 16 jobs in flight per process)"
+    assert after.findings == before.findings  # the same audit, judged the same way
