@@ -130,11 +130,16 @@ def autoscale_finding(spec: ScenarioSpec, scenario: FaultScenario, outcome: Outc
     bounds = f"(autoscale {low}–{high})"
     if peak <= first:
         return Finding(f"FAILURE: workers stayed at {first} {bounds}: the autoscaler never scaled up.", True)
-    if last > first:
+    # After the peak the trailing light load may scale up by one again for a job in hand: judge the scale-down
+    # by the fewest workers seen after the peak, and say where it ended.
+    after_peak = counts[max(i for i, n in enumerate(counts) if n == max(counts)) :]
+    lowest = min(after_peak)
+    if lowest > first:
         return Finding(
-            f"FAILURE: workers rose from {first} to {peak} {bounds} but were still {last} at the end.", True
+            f"FAILURE: workers rose from {first} to {peak} {bounds} but never came back below {lowest}.", True
         )
-    return Finding(f"Workers followed the load from {first} to {peak} and back to {last} {bounds}.")
+    ended = f", {last} at the end" if last != lowest else ""
+    return Finding(f"Workers followed the load from {first} to {peak} and back to {lowest} {bounds}{ended}.")
 
 
 def kill_finding(scenario: FaultScenario) -> Finding | None:

@@ -5,6 +5,7 @@ import html
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from loadtests.cli import main as cli_main
 from reports.build import build_report
 from reports.faults.data import TimelineRow, is_fault_run, load_fault_run
 from reports.faults.plots import unsampled_windows
-from reports.faults.verdict import scenario_verdict
+from reports.faults.verdict import autoscale_finding, scenario_verdict
 from tests.reports.faults.synthetic_faults import default_plans, write_fault_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -189,3 +190,20 @@ def test_the_scenario_says_which_engine_its_workers_ran_on(tmp_path: Path) -> No
     after = scenario_verdict(load_fault_run(tmp_path).scenarios[0])
     assert after.description == f"{plan.description} (SAQ workers, 16 jobs in flight per process)"
     assert after.findings == before.findings  # the same audit, judged the same way
+
+
+@pytest.mark.parametrize(
+    ("workers", "failed", "words"),
+    [
+        ([1, 1, 2, 6, 6, 4, 2, 1, 1, 2], False, "from 1 to 6 and back to 1 (autoscale 1–6), 2 at the end"),
+        ([1, 6, 6, 4, 3, 3], True, "never came back below 3"),
+        ([1, 1, 1], True, "never scaled up"),
+    ],
+)
+def test_autoscale_is_judged_by_the_fewest_workers_after_the_peak(
+    workers: list[int], failed: bool, words: str
+) -> None:
+    spec = SimpleNamespace(autoscale=(1, 6))
+    scenario = SimpleNamespace(timeline=[SimpleNamespace(workers=n) for n in workers])
+    finding = autoscale_finding(spec, scenario, SimpleNamespace(max_workers=max(workers)))  # type: ignore[arg-type]
+    assert finding is not None and finding.failed == failed and words in finding.text, finding
