@@ -13,6 +13,7 @@ from typing import Any
 
 from rq import get_current_job
 
+from system.logs import log_answered
 from system.metrics import record_job_finished
 from system.rag.pipeline import get_pipeline
 
@@ -21,14 +22,7 @@ log = logging.getLogger(__name__)
 
 def process_query(query: str, top_k: int = 4) -> dict[str, Any]:
     result = get_pipeline().run(query, top_k)
-    timings = result.timings_ms
-    log.info(
-        "answered: embed %.1f ms, retrieve %.1f ms, llm %.1f ms, %d sources",
-        timings.embed,
-        timings.retrieve,
-        timings.llm,
-        len(result.sources),
-    )
+    log_answered(log, result)
     _record_metrics()
     return result.model_dump()
 

@@ -26,6 +26,8 @@ from pythonjsonlogger.json import JsonFormatter
 from rq import get_current_job
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from system.rag.schemas import RagResult
+
 JOB_ID_HEADER = "X-Job-ID"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # new_job_id()
 _ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # RQ colours ids when it writes to a terminal
@@ -183,3 +185,15 @@ def _job_id_from_query(scope: Scope) -> str | None:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     values = query.get("job_id")
     return safe_job_id(values[0]) if values else None
+
+
+def log_answered(logger: logging.Logger, result: RagResult) -> None:
+    """The job's last line (both engines): the pipeline's stage times and the sources it found."""
+    timings = result.timings_ms
+    logger.info(
+        "answered: embed %.1f ms, retrieve %.1f ms, llm %.1f ms, %d sources",
+        timings.embed,
+        timings.retrieve,
+        timings.llm,
+        len(result.sources),
+    )

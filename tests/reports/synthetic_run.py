@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.sweep.profile import MockSettings
+from loadtests.sweep.sampler import SERVER_COLUMNS
 from mocks.latency import LatencySpec
 
 CHAT_LATENCY = "lognormal:300ms,0.25"
@@ -46,28 +47,6 @@ SAMPLE_COLUMNS = (
     "run_ms",
     "polls",
     "request",
-)
-SERVER_COLUMNS = (
-    "t",
-    "queue_depth",
-    "busy_workers",
-    "workers",
-    "cpu_api",
-    "cpu_workers",
-    "cpu_baseline",
-    "cpu_mock",
-    "cpu_valkey",
-    "cpu_generator",
-    "cpu_machine",
-    "rss_api_mb",
-    "rss_workers_mb",
-    "rss_baseline_mb",
-    "processes_api",
-    "processes_workers",
-    "processes_baseline",
-    "rss_api_process_mb",
-    "rss_worker_process_mb",
-    "rss_baseline_process_mb",
 )
 MEMORY_COLUMNS = SERVER_COLUMNS[SERVER_COLUMNS.index("rss_api_mb") :]  # the sampler's memory columns
 API_RSS_MB = 90.0  # the queued API's process, when a plan models memory

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from saq.job import Job
 
 from system.engines.saq.queue import HEARTBEAT_INTERVAL_S
-from system.logs import job_context
+from system.logs import job_context, log_answered
 from system.rag.pipeline import get_pipeline
 from system.retry_policy import is_transient
 
@@ -40,14 +40,7 @@ async def process_query(ctx: dict[str, Any], *, query: str, top_k: int = 4) -> d
                 if not is_transient(exc):
                     job.retries = job.attempts  # no attempt left: SAQ fails it now (the dead-letter queue)
                 raise
-        timings = result.timings_ms
-        log.info(
-            "answered: embed %.1f ms, retrieve %.1f ms, llm %.1f ms, %d sources",
-            timings.embed,
-            timings.retrieve,
-            timings.llm,
-            len(result.sources),
-        )
+        log_answered(log, result)
     job.ttl = int(ctx.get(RESULT_TTL_KEY, job.ttl))  # SAQ stores the finished job with this ttl
     return result.model_dump()
 
